@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package the B2BUA needs to build, test and benchmark.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+packages=(
+  # build tools
+  cmake ninja-build ccache g++ pkg-config
+  # libraries of the design card
+  libboost1.81-all-dev prometheus-cpp-dev libabsl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzzing (libFuzzer, ASan/UBSan/TSan runtimes)
+  clang-14 libclang-rt-14-dev
+  # reference SIP parsers measured beside ours in bench/
+  libosip2-dev libsofia-sip-ua-dev
+  # real SIP peers for the integration tests
+  sip-tester
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
