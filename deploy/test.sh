@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs what the suite needs, builds every variant and runs every test:
+#   1. Release build: unit and integration tests (ctest), benchmarks built
+#   2. ASan+UBSan build of the unit tests
+#   3. libFuzzer (clang, ASan+UBSan) on the SIP parser for a bounded time
+# Ends with one line "summary: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+fuzz_seconds=${B2BUA_FUZZ_SECONDS:-60}
+
+deploy/install-deps.sh
+
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+passed=0
+failed=0
+run_ctest() {  # run_ctest BUILD_DIR LABEL
+  local log
+  log=$(mktemp)
+  set +e
+  ctest --test-dir "$1" --output-on-failure -j "$(nproc)" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local line total bad
+  line=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -1 || true)
+  if [ -n "$line" ]; then
+    total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+    bad=$(sed -E 's/.*, ([0-9]+) tests failed.*/\1/' <<<"$line")
+    passed=$((passed + total - bad))
+    failed=$((failed + bad))
+  elif [ "$rc" -ne 0 ]; then
+    failed=$((failed + 1))
+  fi
+  rm -f "$log"
+  echo "== $2: ctest exit $rc"
+}
+
+echo "== release build"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release
+run_ctest build/release release
+
+echo "== ASan+UBSan build"
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DB2BUA_SANITIZE=address \
+  -DB2BUA_BUILD_BENCH=OFF >/dev/null
+cmake --build build/asan
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_ctest build/asan asan
+
+echo "== libFuzzer on the SIP parser (${fuzz_seconds}s)"
+CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DB2BUA_SANITIZE=address -DB2BUA_BUILD_FUZZ=ON -DB2BUA_BUILD_TESTS=OFF \
+  -DB2BUA_BUILD_BENCH=OFF >/dev/null
+cmake --build build/fuzz --target sip_parser_fuzz
+corpus=$(mktemp -d)
+set +e
+build/fuzz/sip_parser_fuzz -max_total_time="$fuzz_seconds" -timeout=5 -rss_limit_mb=2048 \
+  -print_final_stats=1 -artifact_prefix=build/fuzz/ "$corpus" \
+  "$root/tests/data/sip" "$root/tests/data/rfc4475" "$root/tests/data/rfc5118" \
+  > build/fuzz/fuzz.log 2>&1
+fuzz_rc=$?
+set -e
+rm -rf "$corpus"
+grep -E "^(stat::number_of_executed_units|Done )" build/fuzz/fuzz.log || true
+if [ "$fuzz_rc" -eq 0 ]; then
+  echo "== fuzz: no crash"
+  passed=$((passed + 1))
+else
+  tail -40 build/fuzz/fuzz.log
+  echo "== fuzz: FAILED (exit $fuzz_rc, artifacts in build/fuzz/)"
+  failed=$((failed + 1))
+fi
+
+echo "summary: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
