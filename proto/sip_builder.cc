@@ -5,7 +5,7 @@
 namespace b2bua::proto {
 
 void MessageWriter::Append(std::string_view bytes) {
-  if (overflowed_) return;
+  if (overflowed_ || bytes.empty()) return;
   if (bytes.size() > capacity_ - size_) {
     overflowed_ = true;
     return;

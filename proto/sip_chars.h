@@ -9,7 +9,7 @@ namespace b2bua::proto {
 /// Character classes of the RFC 3261 section 25 grammar, as one table lookup each.
 /// Shared by the parser, the URI parser and the validators so that one definition
 /// of "token" serves everywhere.
-enum CharClass : uint8_t {
+enum CharClass : uint16_t {
   kToken = 1 << 0,       // token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"
   kWordExtra = 1 << 1,   // word adds: "(" ")" "<" ">" ":" "\" DQUOTE "/" "[" "]" "?" "{" "}"
   kWhitespace = 1 << 2,  // SP, HT and the CR/LF of a folded line (inside a header value only)
@@ -18,13 +18,16 @@ enum CharClass : uint8_t {
   kUnreserved = 1 << 5,  // alphanum / mark
   kUserExtra = 1 << 6,   // user-unreserved: "&" "=" "+" "$" "," ";" "?" "/"
   kParamExtra = 1 << 7,  // param-unreserved plus ":" "&" "+" "$": paramchar minus escapes
+  kHostChar = 1 << 8,    // host names and dotted IPv4: alphanum "-" "." and, leniently, "_"
+  kListSpecial = 1 << 9, // what a comma-list splitter must look at: "," DQUOTE "<" ">"
+  kParamValue = 1 << 10, // gen-value without quotes: token, and ":" "[" "]" for hosts
 };
 
 namespace detail {
-constexpr std::array<uint8_t, 256> BuildCharTable() {
-  std::array<uint8_t, 256> t{};
+constexpr std::array<uint16_t, 256> BuildCharTable() {
+  std::array<uint16_t, 256> t{};
   for (int c = 0; c < 256; ++c) {
-    uint8_t f = 0;
+    uint16_t f = 0;
     bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     bool digit = c >= '0' && c <= '9';
     bool mark = c == '-' || c == '_' || c == '.' || c == '!' || c == '~' || c == '*' || c == '\'' ||
@@ -43,14 +46,17 @@ constexpr std::array<uint8_t, 256> BuildCharTable() {
       f |= kUserExtra;
     if (c == '[' || c == ']' || c == '/' || c == ':' || c == '&' || c == '+' || c == '$')
       f |= kParamExtra;
+    if (alpha || digit || c == '-' || c == '.' || c == '_') f |= kHostChar;
+    if (c == ',' || c == '"' || c == '<' || c == '>') f |= kListSpecial;
+    if ((f & kToken) || c == ':' || c == '[' || c == ']') f |= kParamValue;
     t[c] = f;
   }
   return t;
 }
-inline constexpr std::array<uint8_t, 256> kCharTable = BuildCharTable();
+inline constexpr std::array<uint16_t, 256> kCharTable = BuildCharTable();
 }  // namespace detail
 
-constexpr bool HasClass(char c, uint8_t cls) {
+constexpr bool HasClass(char c, uint16_t cls) {
   return (detail::kCharTable[static_cast<uint8_t>(c)] & cls) != 0;
 }
 constexpr bool IsToken(char c) { return HasClass(c, kToken); }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "proto/sip_chars.h"
 #include "proto/sip_uri.h"
 
 namespace b2bua::proto {
@@ -246,29 +247,26 @@ class SipMessage {
 /// rejects those). Commas inside quoted strings and angle brackets do not split.
 template <typename Fn>
 void ForEachListItem(std::string_view value, Fn&& fn) {
+  const size_t n = value.size();
   size_t start = 0;
-  bool quoted = false;
   int angle = 0;
-  for (size_t i = 0; i <= value.size(); ++i) {
-    if (i < value.size()) {
+  for (size_t i = 0;; ++i) {
+    // Most bytes are not special: skip them with one table test each.
+    while (i < n && !HasClass(value[i], kListSpecial)) ++i;
+    if (i < n) {
       char c = value[i];
-      if (quoted) {
-        if (c == '\\' && i + 1 < value.size()) ++i;
-        else if (c == '"') quoted = false;
+      if (c == '"') {
+        for (++i; i < n && value[i] != '"'; ++i)
+          if (value[i] == '\\') ++i;
+        if (i >= n) i = n - 1;  // unterminated: the item runs to the end
         continue;
       }
-      if (c == '"') { quoted = true; continue; }
       if (c == '<') { ++angle; continue; }
       if (c == '>') { if (angle) --angle; continue; }
-      if (c != ',' || angle) continue;
+      if (angle) continue;  // a comma inside <...>
     }
-    std::string_view item = value.substr(start, i - start);
-    size_t b = 0, e = item.size();
-    while (b < e && (item[b] == ' ' || item[b] == '\t' || item[b] == '\r' || item[b] == '\n')) ++b;
-    while (e > b && (item[e - 1] == ' ' || item[e - 1] == '\t' || item[e - 1] == '\r' ||
-                     item[e - 1] == '\n'))
-      --e;
-    fn(item.substr(b, e - b));
+    fn(TrimLws(value.substr(start, (i < n ? i : n) - start)));
+    if (i >= n) return;
     start = i + 1;
   }
 }

@@ -47,7 +47,7 @@ size_t SkipQuotedString(std::string_view s, size_t i) {
 
 // gen-value = token / host / quoted-string; a host may be an IPv6 reference or, as RFC 5118
 // 4.5 found in the wild, a bare IPv6 address in Via received.
-bool IsParamValueChar(char c) { return IsToken(c) || c == ':' || c == '[' || c == ']'; }
+bool IsParamValueChar(char c) { return HasClass(c, kParamValue); }
 
 // Walks "*( SEMI generic-param )" starting at s[i] and calls fn(name, value) for each.
 // Returns false on a malformed list (";;", a missing name, an unterminated quote, junk).
@@ -392,7 +392,6 @@ class ParserState {
   SipMessage& m_;
   Problem problem_;
   bool answerable_ = false;  // a request whose start line named a method: a 4xx can go back
-  bool headers_full_ = false;
   uint64_t content_length_ = 0;
   bool has_content_length_ = false;
 };
@@ -640,16 +639,18 @@ ParseResult ParserState::Run() {
       continue;
     }
     flush();
-    std::string_view line = in_.substr(pos, content_end - pos);
-    size_t colon = line.find(':');
-    std::string_view name = line.substr(0, colon);
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    if (colon == std::string_view::npos || !IsTokenString(name)) {
-      Fail(Defect::kBadHeaderName, HeaderId::kOther, name.substr(0, 32));
+    // field-name = token, then optional whitespace ("Via  :" in RFC 4475 wsinv), then ':'.
+    size_t name_end = pos;
+    while (name_end < content_end && IsToken(in_[name_end])) ++name_end;
+    size_t colon = name_end;
+    while (colon < content_end && (in_[colon] == ' ' || in_[colon] == '\t')) ++colon;
+    if (name_end == pos || colon == content_end || in_[colon] != ':') {
+      size_t shown = content_end - pos < 32 ? content_end - pos : 32;
+      Fail(Defect::kBadHeaderName, HeaderId::kOther, in_.substr(pos, shown));
     } else {
       pending = true;
-      pending_name = name;
-      pending_value_begin = pos + colon + 1;
+      pending_name = in_.substr(pos, name_end - pos);
+      pending_value_begin = colon + 1;
       pending_value_end = content_end;
     }
     pos = next;

@@ -6,7 +6,7 @@ namespace b2bua::proto {
 namespace {
 
 // Checks %HH escapes and that every other byte belongs to `allowed`.
-bool CheckEscaped(std::string_view s, uint8_t allowed, std::string_view extra, UriError* error) {
+bool CheckEscaped(std::string_view s, uint16_t allowed, std::string_view extra, UriError* error) {
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     if (c == '%') {
@@ -184,11 +184,9 @@ HostKind ClassifyHost(std::string_view host, bool bracketed) {
   if (bracketed) return LooksLikeIpv6(host) ? HostKind::kIpv6 : HostKind::kNone;
   bool all_digits_and_dots = true;
   for (char c : host) {
-    if (!IsDigit(c) && c != '.') all_digits_and_dots = false;
-    // '_' is not in RFC 1034 host names but appears in real SRV-style names; accept it.
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || IsDigit(c) || c == '-' ||
-          c == '.' || c == '_'))
-      return HostKind::kNone;
+    // '_' is not in RFC 1034 host names but appears in real SRV-style names; kHostChar has it.
+    if (!HasClass(c, kHostChar)) return HostKind::kNone;
+    all_digits_and_dots &= IsDigit(c) || c == '.';
   }
   if (all_digits_and_dots) return ParseIpv4(host) ? HostKind::kIpv4 : HostKind::kNone;
   if (host.front() == '.' || host.front() == '-') return HostKind::kNone;
