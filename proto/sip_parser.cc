@@ -419,9 +419,12 @@ void ParserState::ParseStartLine(std::string_view line) {
   m_.is_request_ = true;
   size_t first_sp = line.find(' ');
   std::string_view method = line.substr(0, first_sp);
+  // A line that starts with a token or ends in the version is a request gone wrong, worth
+  // a 400; anything else is noise, dropped without an answer.
+  answerable_ = IsTokenString(method) ||
+                (line.size() > 8 && line.substr(line.size() - 8) == " SIP/2.0");
   if (first_sp == std::string_view::npos || !IsTokenString(method))
-    return Fail(Defect::kBadStartLine);  // not a request line at all: nobody to answer
-  answerable_ = true;
+    return Fail(Defect::kBadStartLine);
   m_.method_text_ = method;
   m_.method_ = LookupMethod(method);
   size_t last_sp = line.rfind(' ');
@@ -571,7 +574,6 @@ ParseResult ParserState::Run() {
     Fail(Defect::kBadStartLine);
     return Finish(ParseStatus::kMalformed, 0);
   }
-  if (framing_ == Framing::kStream && pos > 0) return Finish(ParseStatus::kKeepAlive, pos);
   const size_t start = pos;
   const size_t limit = limits_.max_message_bytes;
   auto too_large = [&](size_t consumed) {

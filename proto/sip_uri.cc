@@ -54,11 +54,20 @@ bool ParseIpv4(std::string_view s) {
 bool LooksLikeIpv6(std::string_view s) {
   if (s.size() < 2 || s.size() > 45) return false;
   int colons = 0;
+  int runs = 0;  // runs of two or more colons: "::" may appear once
+  int run = 0;
   for (char c : s) {
-    if (c == ':') ++colons;
-    else if (!IsHexDigit(c) && c != '.') return false;
+    if (c == ':') {
+      ++colons;
+      if (++run == 2) ++runs;
+      if (run > 3) return false;
+    } else if (!IsHexDigit(c) && c != '.') {
+      return false;
+    } else {
+      run = 0;
+    }
   }
-  return colons >= 2 && colons <= 8;
+  return colons >= 2 && colons <= 8 && runs <= 1 && !(run == 3);
 }
 
 bool ParseTelNumber(std::string_view number) {
@@ -156,6 +165,15 @@ UriError ParseSipUri(std::string_view rest, SipUri* out) {
     std::string_view headers = rest.substr(question + 1);
     UriError error = UriError::kBadHeaders;
     if (headers.empty() || !CheckEscaped(headers, kUnreserved, "[]/?:+$=&", &error)) return error;
+    // header = hname "=" hvalue, joined by '&'; hname is never empty.
+    for (size_t begin = 0; begin <= headers.size();) {
+      size_t end = headers.find('&', begin);
+      if (end == std::string_view::npos) end = headers.size();
+      std::string_view header = headers.substr(begin, end - begin);
+      size_t eq = header.find('=');
+      if (eq == 0 || eq == std::string_view::npos) return UriError::kBadHeaders;
+      begin = end + 1;
+    }
     out->headers = headers;
   }
   return UriError::kNone;
@@ -189,7 +207,9 @@ HostKind ClassifyHost(std::string_view host, bool bracketed) {
     all_digits_and_dots &= IsDigit(c) || c == '.';
   }
   if (all_digits_and_dots) return ParseIpv4(host) ? HostKind::kIpv4 : HostKind::kNone;
-  if (host.front() == '.' || host.front() == '-') return HostKind::kNone;
+  if (host.front() == '.' || host.front() == '-' ||
+      host.find("..") != std::string_view::npos)
+    return HostKind::kNone;
   return HostKind::kName;
 }
 
