@@ -102,7 +102,8 @@ HeaderId LookupHeaderId(std::string_view name) {
   for (uint8_t slot : kIndex.long_names[name.size()][first - 'a']) {
     if (slot == 0) break;
     const auto& e = kHeaderNames[slot - 1];
-    if (EqualsIgnoreCase(e.name, name)) return e.id;
+    // Most peers spell names canonically: an exact compare settles those.
+    if (e.name == name || EqualsIgnoreCase(e.name, name)) return e.id;
   }
   return HeaderId::kOther;
 }
@@ -114,8 +115,9 @@ std::string_view HeaderName(HeaderId id) {
 }
 
 Method LookupMethod(std::string_view token) {
+  // Only names of the same length and first letter are compared.
   for (const auto& m : kMethods)
-    if (m.name == token) return m.method;
+    if (m.name.size() == token.size() && m.name[0] == token[0] && m.name == token) return m.method;
   return Method::kUnknown;
 }
 

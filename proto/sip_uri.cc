@@ -200,16 +200,17 @@ std::string_view UriErrorText(UriError error) {
 HostKind ClassifyHost(std::string_view host, bool bracketed) {
   if (host.empty()) return HostKind::kNone;
   if (bracketed) return LooksLikeIpv6(host) ? HostKind::kIpv6 : HostKind::kNone;
+  // One pass: legal characters, no empty label, and whether it could be dotted IPv4.
   bool all_digits_and_dots = true;
+  char previous = '.';  // so that a leading '.' counts as an empty label
   for (char c : host) {
     // '_' is not in RFC 1034 host names but appears in real SRV-style names; kHostChar has it.
-    if (!HasClass(c, kHostChar)) return HostKind::kNone;
+    if (!HasClass(c, kHostChar) || (c == '.' && previous == '.')) return HostKind::kNone;
     all_digits_and_dots &= IsDigit(c) || c == '.';
+    previous = c;
   }
   if (all_digits_and_dots) return ParseIpv4(host) ? HostKind::kIpv4 : HostKind::kNone;
-  if (host.front() == '.' || host.front() == '-' ||
-      host.find("..") != std::string_view::npos)
-    return HostKind::kNone;
+  if (host.front() == '-') return HostKind::kNone;
   return HostKind::kName;
 }
 
@@ -229,6 +230,13 @@ UriError ParseUri(std::string_view text, SipUri* out) {
   *out = SipUri{};
   out->text = text;
   if (text.empty()) return UriError::kEmpty;
+  // Nearly every URI is "sip:": skip the generic scheme scan for it.
+  if (text.size() > 4 && ToLowerAscii(text[0]) == 's' && ToLowerAscii(text[1]) == 'i' &&
+      ToLowerAscii(text[2]) == 'p' && text[3] == ':') {
+    out->scheme_text = text.substr(0, 3);
+    out->scheme = UriScheme::kSip;
+    return ParseSipUri(text.substr(4), out);
+  }
   size_t colon = text.find(':');
   if (colon == std::string_view::npos || colon == 0) return UriError::kBadScheme;
   std::string_view scheme = text.substr(0, colon);

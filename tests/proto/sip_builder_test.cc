@@ -129,7 +129,7 @@ TEST(MessageWriterTest, OverflowsOnNumbersAndLines) {
 // Parses an input and keeps the bytes the message points into.
 class Parsed {
  public:
-  Parsed(std::string bytes, Framing framing = Framing::kDatagram)
+  explicit Parsed(std::string bytes, Framing framing = Framing::kDatagram)
       : bytes_(std::move(bytes)), message_(std::make_unique<SipMessage>()) {
     result_ = SipParser().Parse(bytes_, framing, message_.get());
   }
@@ -212,15 +212,16 @@ TEST(WriteMessageTest, KeepsHeaderOrderAndRecomputesContentLength) {
 }
 
 TEST(WriteMessageTest, WritesEmptyBodyAndResponses) {
-  Parsed in{"SIP/2.0 180 Ringing\r\n"
-            "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n"
-            "To: <sip:bob@biloxi.example.com>;tag=a6c85cf\r\n"
-            "From: <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
-            "Call-ID: a84b4c76e66710\r\n"
-            "CSeq: 1 INVITE\r\n"
-            "l: 3\r\n"
-            "\r\n"
-            "abc"};
+  Parsed in{
+      "SIP/2.0 180 Ringing\r\n"
+      "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n"
+      "To: <sip:bob@biloxi.example.com>;tag=a6c85cf\r\n"
+      "From: <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+      "Call-ID: a84b4c76e66710\r\n"
+      "CSeq: 1 INVITE\r\n"
+      "l: 3\r\n"
+      "\r\n"
+      "abc"};
   ASSERT_TRUE(in.result().ok());
   std::array<char, 1024> buf;
   MessageWriter w(buf.data(), buf.size());
@@ -364,8 +365,8 @@ TEST(WriteProblemResponseTest, AnswersWhatTheValidatorRejects) {
   Parsed in{std::string(kOptionsWithRequire)};
   ASSERT_TRUE(in.result().ok());
   std::string_view unsupported;
-  Problem problem = ValidateRequest(in.message(), RequestPolicy{.supported_option_tags = "timer"},
-                                    &unsupported);
+  Problem problem =
+      ValidateRequest(in.message(), RequestPolicy{.supported_option_tags = "timer"}, &unsupported);
   ASSERT_EQ(problem.response_code, 420);
   std::array<char, 2048> buf;
   MessageWriter w(buf.data(), buf.size());
@@ -398,14 +399,15 @@ TEST(WriteProblemResponseTest, AnswersAParseFailureWithTheHeadersReadSoFar) {
 }
 
 TEST(WriteProblemResponseTest, RefusesARequestWithoutVia) {
-  Parsed in{"OPTIONS sip:user@example.com SIP/2.0\r\n"
-            "To: sip:j_user@example.com\r\n"
-            "From: sip:caller@example.net;tag=242etr\r\n"
-            "Max-Forwards: 6\r\n"
-            "Call-ID: novia.0ha0isndaksdj\r\n"
-            "CSeq: 8 OPTIONS\r\n"
-            "Content-Length: 0\r\n"
-            "\r\n"};
+  Parsed in{
+      "OPTIONS sip:user@example.com SIP/2.0\r\n"
+      "To: sip:j_user@example.com\r\n"
+      "From: sip:caller@example.net;tag=242etr\r\n"
+      "Max-Forwards: 6\r\n"
+      "Call-ID: novia.0ha0isndaksdj\r\n"
+      "CSeq: 8 OPTIONS\r\n"
+      "Content-Length: 0\r\n"
+      "\r\n"};
   ASSERT_EQ(in.result().status, ParseStatus::kComplete);
   Problem problem{.defect = Defect::kMissingHeader,
                   .header = HeaderId::kVia,

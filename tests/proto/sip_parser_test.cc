@@ -94,7 +94,8 @@ class SipParserTest : public ::testing::Test {
 class GuardedBuffer {
  public:
   GuardedBuffer() : page_(static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
-    void* mem = mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* mem =
+        mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return;
     base_ = static_cast<char*>(mem);
     if (mprotect(base_ + page_, page_, PROT_NONE) != 0) {
@@ -222,13 +223,13 @@ TEST(HeaderIdTest, EveryKnownIdRoundTripsThroughItsName) {
 
 TEST(MethodTest, KnownMethodsAreCaseSensitive) {
   const std::pair<std::string_view, Method> kMethods[] = {
-      {"INVITE", Method::kInvite},       {"ACK", Method::kAck},
-      {"BYE", Method::kBye},             {"CANCEL", Method::kCancel},
-      {"OPTIONS", Method::kOptions},     {"REGISTER", Method::kRegister},
-      {"PRACK", Method::kPrack},         {"SUBSCRIBE", Method::kSubscribe},
-      {"NOTIFY", Method::kNotify},       {"PUBLISH", Method::kPublish},
-      {"INFO", Method::kInfo},           {"REFER", Method::kRefer},
-      {"MESSAGE", Method::kMessage},     {"UPDATE", Method::kUpdate},
+      {"INVITE", Method::kInvite},   {"ACK", Method::kAck},
+      {"BYE", Method::kBye},         {"CANCEL", Method::kCancel},
+      {"OPTIONS", Method::kOptions}, {"REGISTER", Method::kRegister},
+      {"PRACK", Method::kPrack},     {"SUBSCRIBE", Method::kSubscribe},
+      {"NOTIFY", Method::kNotify},   {"PUBLISH", Method::kPublish},
+      {"INFO", Method::kInfo},       {"REFER", Method::kRefer},
+      {"MESSAGE", Method::kMessage}, {"UPDATE", Method::kUpdate},
   };
   for (const auto& [name, method] : kMethods) {
     EXPECT_EQ(LookupMethod(name), method) << name;
@@ -309,7 +310,7 @@ TEST_F(SipParserTest, RejectsBadRequestLines) {
       "OPTIONS sip:bob@biloxi.example.com SIP/2.0 ",   // trailing SP
       "OPTIONS <sip:bob@biloxi.example.com> SIP/2.0",  // bracketed Request-URI
       "OPTIONS sip:bob@biloxi.example.com; lr SIP/2.0",
-      "OPTIONS sip:bob@biloxi.example.com",            // no version
+      "OPTIONS sip:bob@biloxi.example.com",  // no version
       "OPTIONS",
   };
   for (std::string_view line : kBadLines) {
@@ -363,7 +364,8 @@ TEST_F(SipParserTest, AcceptsStatusCodes100To699) {
 
 TEST_F(SipParserTest, DropsResponsesWithBadStatusCodes) {
   // A broken response is never answered: response_code 0 means drop.
-  for (std::string_view code : {"099", "000", "700", "999", "20", "2000", "4294967301", "2x0", "-20", ""}) {
+  for (std::string_view code :
+       {"099", "000", "700", "999", "20", "2000", "4294967301", "2x0", "-20", ""}) {
     SCOPED_TRACE(code);
     std::string in = Response("SIP/2.0 " + std::string(code) + " Reason");
     ParseResult r = Parse(in);
@@ -383,7 +385,9 @@ TEST_F(SipParserTest, DropsResponsesWithBadVersion) {
 }
 
 TEST_F(SipParserTest, KeepsUtf8AndEmptyReasonPhrases) {
-  constexpr std::string_view kReason = "Besch\xC3\xA4" "ftigt \xE2\x80\x93 = 2**3 * 5**2";
+  constexpr std::string_view kReason =
+      "Besch\xC3\xA4"
+      "ftigt \xE2\x80\x93 = 2**3 * 5**2";
   std::string in = Response("SIP/2.0 486 " + std::string(kReason));
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
   EXPECT_EQ(msg().reason_phrase(), kReason);
@@ -536,14 +540,15 @@ TEST_F(SipParserTest, KeepsUnknownHeadersVerbatimInOrder) {
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
   std::vector<std::string> lines;
   for (size_t i = 0; i < msg().header_count(); ++i)
-    lines.push_back(std::string(msg().headers()[i].name) + "=" + std::string(msg().headers()[i].value));
-  EXPECT_THAT(lines,
-              ElementsAre("X-First=one",
-                          "Via=SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds",
-                          "P-Weird-Header=;;,,;;,;", "To=<sip:bob@biloxi.example.com>",
-                          "X-First=again", "From=<sip:alice@atlanta.example.com>;tag=1928301774",
-                          "UnknownHeaderWithUTF8=\xEF\xBB\xBF\xE5\xA4\xA7", "Call-ID=a84b4c76e66710",
-                          "CSeq=1 OPTIONS", "Content-Length=0"));
+    lines.push_back(std::string(msg().headers()[i].name) + "=" +
+                    std::string(msg().headers()[i].value));
+  EXPECT_THAT(
+      lines,
+      ElementsAre("X-First=one", "Via=SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds",
+                  "P-Weird-Header=;;,,;;,;", "To=<sip:bob@biloxi.example.com>", "X-First=again",
+                  "From=<sip:alice@atlanta.example.com>;tag=1928301774",
+                  "UnknownHeaderWithUTF8=\xEF\xBB\xBF\xE5\xA4\xA7", "Call-ID=a84b4c76e66710",
+                  "CSeq=1 OPTIONS", "Content-Length=0"));
   EXPECT_EQ(msg().headers()[0].id, HeaderId::kOther);
   EXPECT_EQ(msg().headers()[1].id, HeaderId::kVia);
   // FindHeader returns the first of several.
@@ -640,11 +645,11 @@ TEST_F(SipParserTest, ParsesViaFields) {
 }
 
 TEST_F(SipParserTest, ParsesSeveralViasPerHeaderAndRportValues) {
-  std::string in = Response(
-      "SIP/2.0 200 OK",
-      "Via: SIP/2.0/UDP 192.0.2.1:5060;rport=5062;branch=z9hG4bK1,\r\n"
-      "     SIP/2.0/TLS proxy.example.com;branch=z9hG4bK2;received=[2001:db8::1]\r\n"
-      "v: SIP/2.0/SCTP host.example.com;branch=z9hG4bK3\r\n");
+  std::string in =
+      Response("SIP/2.0 200 OK",
+               "Via: SIP/2.0/UDP 192.0.2.1:5060;rport=5062;branch=z9hG4bK1,\r\n"
+               "     SIP/2.0/TLS proxy.example.com;branch=z9hG4bK2;received=[2001:db8::1]\r\n"
+               "v: SIP/2.0/SCTP host.example.com;branch=z9hG4bK3\r\n");
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
   // The Response() helper's own Via comes first.
   ASSERT_EQ(msg().via_count(), 4u);
@@ -671,13 +676,13 @@ TEST_F(SipParserTest, ParsesSeveralViasPerHeaderAndRportValues) {
 
 TEST_F(SipParserTest, RejectsBadViaNamingTheHeader) {
   const std::string_view kBadVias[] = {
-      "Via: SIP/2.0/UDP",                          // no sent-by
-      "Via: SIP/2.0 pc33.atlanta.example.com",     // no transport
+      "Via: SIP/2.0/UDP",                       // no sent-by
+      "Via: SIP/2.0 pc33.atlanta.example.com",  // no transport
       "Via: SIP/2.0/UDP host:99999;branch=z9hG4bK1",
       "Via: SIP/2.0/UDP host:;branch=z9hG4bK1",
       "Via: SIP/2.0/UDP [2001:db8::1;branch=z9hG4bK1",
-      "Via: SIP/2.0/UDP host;;branch=z9hG4bK1",     // empty parameter (badinv01)
-      "Via: SIP/2.0/UDP host;branch=z9hG4bK1,",     // empty list item
+      "Via: SIP/2.0/UDP host;;branch=z9hG4bK1",  // empty parameter (badinv01)
+      "Via: SIP/2.0/UDP host;branch=z9hG4bK1,",  // empty list item
   };
   for (std::string_view via : kBadVias) {
     SCOPED_TRACE(via);
@@ -698,8 +703,9 @@ TEST_F(SipParserTest, RejectsBadViaNamingTheHeader) {
 TEST_F(SipParserTest, ParsesQuotedDisplayNameWithEscapes) {
   std::string in = Response("SIP/2.0 200 OK");
   size_t at = in.find("From: ");
-  in.replace(at, in.find("\r\n", at) - at,
-             R"(From: "Alice \"Al\" Smith" <sip:alice@atlanta.example.com;transport=tcp>;tag=88sja8x;x=y)");
+  in.replace(
+      at, in.find("\r\n", at) - at,
+      R"(From: "Alice \"Al\" Smith" <sip:alice@atlanta.example.com;transport=tcp>;tag=88sja8x;x=y)");
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
   const NameAddr& from = msg().from();
   EXPECT_TRUE(from.quoted_display_name);
@@ -710,14 +716,16 @@ TEST_F(SipParserTest, ParsesQuotedDisplayNameWithEscapes) {
   EXPECT_EQ(from.uri.params, ";transport=tcp");
   EXPECT_EQ(from.params, ";tag=88sja8x;x=y");
   EXPECT_EQ(from.tag, "88sja8x");
-  EXPECT_EQ(from.text,
-            R"("Alice \"Al\" Smith" <sip:alice@atlanta.example.com;transport=tcp>;tag=88sja8x;x=y)");
+  EXPECT_EQ(
+      from.text,
+      R"("Alice \"Al\" Smith" <sip:alice@atlanta.example.com;transport=tcp>;tag=88sja8x;x=y)");
 }
 
 TEST_F(SipParserTest, ParsesTokenAndEmptyDisplayNames) {
   std::string in = Response("SIP/2.0 200 OK");
   size_t at = in.find("From: ");
-  in.replace(at, in.find("\r\n", at) - at, "From: Alice Liddell <sip:alice@atlanta.example.com>;tag=1");
+  in.replace(at, in.find("\r\n", at) - at,
+             "From: Alice Liddell <sip:alice@atlanta.example.com>;tag=1");
   at = in.find("To: ");
   in.replace(at, in.find("\r\n", at) - at, "To: \"\" <sip:bob@biloxi.example.com>");
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
@@ -747,7 +755,7 @@ TEST_F(SipParserTest, AddrSpecParamsBelongToTheHeader) {
 
 TEST_F(SipParserTest, RejectsBadNameAddrsNamingTheHeader) {
   const std::string_view kBadTos[] = {
-      "To: \"Bob <sip:bob@biloxi.example.com>",   // unterminated quote
+      "To: \"Bob <sip:bob@biloxi.example.com>",  // unterminated quote
       "To: <sip:bob@biloxi.example.com",         // no '>'
       "To: Bob, Alexander <sip:bob@biloxi.example.com>",
       "To: < sip:bob@biloxi.example.com >",
@@ -818,9 +826,10 @@ TEST_F(SipParserTest, ParsesContactStar) {
 }
 
 TEST_F(SipParserTest, ParsesContactListWithDisplayNames) {
-  std::string in = Request("REGISTER",
-                           "Contact: \"Mr. Watson\" <sip:watson@worcester.example.com>;q=0.7;"
-                           "expires=3600, \"Mr. Watson\" <mailto:watson@bell.example.com>;q=0.1\r\n");
+  std::string in =
+      Request("REGISTER",
+              "Contact: \"Mr. Watson\" <sip:watson@worcester.example.com>;q=0.7;"
+              "expires=3600, \"Mr. Watson\" <mailto:watson@bell.example.com>;q=0.1\r\n");
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
   EXPECT_FALSE(msg().contact_star());
   ASSERT_EQ(msg().contact_count(), 2u);
@@ -909,7 +918,8 @@ TEST_F(SipParserTest, KeepsHeadersReadBeforeAnError) {
 
 TEST_F(SipParserTest, RejectsTooManyHeadersAndValues) {
   std::string headers;
-  for (size_t i = 0; i < SipMessage::kMaxHeaders + 1; ++i) headers += "X-H: " + std::to_string(i) + "\r\n";
+  for (size_t i = 0; i < SipMessage::kMaxHeaders + 1; ++i)
+    headers += "X-H: " + std::to_string(i) + "\r\n";
   std::string in = Options(headers);
   ParseResult r = Parse(in);
   EXPECT_EQ(r.status, ParseStatus::kMalformed);
@@ -917,7 +927,8 @@ TEST_F(SipParserTest, RejectsTooManyHeadersAndValues) {
 
   std::string vias;
   for (size_t i = 0; i < SipMessage::kMaxVias + 1; ++i)
-    vias += "Via: SIP/2.0/UDP h" + std::to_string(i) + ".example.com;branch=z9hG4bK" + std::to_string(i) + "\r\n";
+    vias += "Via: SIP/2.0/UDP h" + std::to_string(i) + ".example.com;branch=z9hG4bK" +
+            std::to_string(i) + "\r\n";
   in = Options(vias);
   r = Parse(in);
   EXPECT_EQ(r.status, ParseStatus::kMalformed);
@@ -1104,8 +1115,7 @@ TEST_F(SipParserTest, EveryStrictPrefixIsIncomplete) {
         continue;
       }
       ASSERT_EQ(r.status, ParseStatus::kIncomplete)
-          << "prefix length " << n << " of " << full.size() << ": "
-          << DefectText(r.problem.defect);
+          << "prefix length " << n << " of " << full.size() << ": " << DefectText(r.problem.defect);
     }
     std::string_view whole = guard.Place(full);
     ParseResult r = Parse(whole, Framing::kStream);
@@ -1156,12 +1166,18 @@ TEST_F(SipParserTest, ReasonPhraseNamesTheBadHeader) {
 }
 
 TEST(ReasonPhraseTest, DescribesVersionProblems) {
-  Problem p{.defect = Defect::kBadVersion, .header = HeaderId::kOther, .header_name = {}, .response_code = 505};
+  Problem p{.defect = Defect::kBadVersion,
+            .header = HeaderId::kOther,
+            .header_name = {},
+            .response_code = 505};
   EXPECT_THAT(Phrase(p), HasSubstr("Version"));
 }
 
 TEST(ReasonPhraseTest, NamesAHeaderGivenOnlyById) {
-  Problem p{.defect = Defect::kBadHeaderValue, .header = HeaderId::kVia, .header_name = {}, .response_code = 400};
+  Problem p{.defect = Defect::kBadHeaderValue,
+            .header = HeaderId::kVia,
+            .header_name = {},
+            .response_code = 400};
   EXPECT_THAT(Phrase(p), HasSubstr("Via"));
 }
 
@@ -1177,11 +1193,12 @@ TEST(ReasonPhraseTest, TruncatesAtCapacity) {
 }
 
 TEST(ReasonPhraseTest, EveryDefectHasAText) {
-  for (int d = static_cast<int>(Defect::kBadStartLine); d <= static_cast<int>(Defect::kBadAddressOfRecord);
-       ++d) {
+  for (int d = static_cast<int>(Defect::kBadStartLine);
+       d <= static_cast<int>(Defect::kBadAddressOfRecord); ++d) {
     Defect defect = static_cast<Defect>(d);
     EXPECT_FALSE(DefectText(defect).empty()) << "defect " << d;
-    Problem p{.defect = defect, .header = HeaderId::kOther, .header_name = {}, .response_code = 400};
+    Problem p{
+        .defect = defect, .header = HeaderId::kOther, .header_name = {}, .response_code = 400};
     EXPECT_FALSE(Phrase(p).empty()) << "defect " << d;
   }
 }

@@ -77,7 +77,8 @@ std::vector<std::string> SplitTabs(const std::string& line) {
   size_t start = 0;
   while (true) {
     size_t tab = line.find('\t', start);
-    fields.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    fields.push_back(
+        line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
     if (tab == std::string::npos) break;
     start = tab + 1;
   }
@@ -142,8 +143,7 @@ bool IsUasValidatorCode(int code) {
 // `bytes`, so both live together.
 class ParsedFile {
  public:
-  explicit ParsedFile(const std::string& relative_path)
-      : message_(std::make_unique<SipMessage>()) {
+  explicit ParsedFile(const std::string& relative_path) : message_(std::make_unique<SipMessage>()) {
     std::optional<std::string> bytes = ReadFile(DataPath(relative_path));
     loaded_ = bytes.has_value();
     if (loaded_) bytes_ = std::move(*bytes);
@@ -214,12 +214,11 @@ TEST_P(TortureTest, MatchesManifestVerdict) {
       EXPECT_EQ(p.response_code, 0);
       return;
     }
-    ASSERT_TRUE(m.is_request()) << "parsed as a response but the manifest expects "
-                                << *expected;
+    ASSERT_TRUE(m.is_request()) << "parsed as a response but the manifest expects " << *expected;
     Problem p = ValidateRequest(m, kPolicy);
     EXPECT_TRUE(p) << "an invalid request was accepted by parser and validator";
-    EXPECT_EQ(p.response_code, *expected) << DefectText(p.defect) << " in '" << p.header_name
-                                          << "'";
+    EXPECT_EQ(p.response_code, *expected)
+        << DefectText(p.defect) << " in '" << p.header_name << "'";
     return;
   }
 
@@ -261,8 +260,8 @@ TEST_P(TortureTest, MatchesManifestVerdict) {
       // B2BUA, made on content the codec does not judge (authentication schemes, media
       // types, bindings). The validator only guards the protocol, so it lets these
       // requests through and the B2BUA forwards them to whoever makes that decision.
-      EXPECT_FALSE(p) << "unexpected " << p.response_code << ": " << DefectText(p.defect)
-                      << " in '" << p.header_name << "'";
+      EXPECT_FALSE(p) << "unexpected " << p.response_code << ": " << DefectText(p.defect) << " in '"
+                      << p.header_name << "'";
     }
     return;
   }
@@ -270,8 +269,7 @@ TEST_P(TortureTest, MatchesManifestVerdict) {
   ADD_FAILURE() << "unknown verdict '" << c.verdict << "' for " << c.RelativePath();
 }
 
-INSTANTIATE_TEST_SUITE_P(Corpus, TortureTest, ::testing::ValuesIn(LoadAllManifests()),
-                         TestName);
+INSTANTIATE_TEST_SUITE_P(Corpus, TortureTest, ::testing::ValuesIn(LoadAllManifests()), TestName);
 
 // Key facts of individual valid messages.
 
@@ -459,7 +457,8 @@ TEST_F(TortureFactsTest, UnreasonKeepsUtf8Reason) {
   size_t eol = bytes().find("\r\n");
   ASSERT_NE(eol, std::string::npos);
   constexpr std::string_view kPrefix = "SIP/2.0 200 ";
-  EXPECT_EQ(m.reason_phrase(), std::string_view(bytes()).substr(kPrefix.size(), eol - kPrefix.size()));
+  EXPECT_EQ(m.reason_phrase(),
+            std::string_view(bytes()).substr(kPrefix.size(), eol - kPrefix.size()));
   EXPECT_EQ(m.reason_phrase().substr(0, 13), "= 2**3 * 5**2");
   EXPECT_EQ(m.body().size(), 154u);
 }
