@@ -385,6 +385,9 @@ class ParserState {
   void ParseStartLine(std::string_view line);
   void OnHeader(std::string_view name, std::string_view value);
   void ParseHeaderValue(const HeaderField& field);
+  template <typename Value, typename ParseOne>
+  void ParseList(const HeaderField& field, Value* slots, size_t capacity, size_t& count,
+                 ParseOne parse_one);
 
   std::string_view in_;
   Framing framing_;
@@ -441,47 +444,42 @@ void ParserState::ParseStartLine(std::string_view line) {
   if (!m_.request_uri_.headers.empty()) return Fail(Defect::kBadRequestUri);
 }
 
+// Parses each comma-separated value of a list header into the next free slot.
+template <typename Value, typename ParseOne>
+void ParserState::ParseList(const HeaderField& field, Value* slots, size_t capacity,
+                            size_t& count, ParseOne parse_one) {
+  ForEachListItem(field.value, [&](std::string_view item) {
+    if (problem_) return;
+    if (item.empty()) return Fail(Defect::kBadHeaderValue, field.id, field.name);
+    if (count == capacity) return Fail(Defect::kTooManyValues, field.id, field.name);
+    Defect d = parse_one(item, &slots[count++]);
+    if (d != Defect::kNone) Fail(d, field.id, field.name);
+  });
+}
+
 void ParserState::ParseHeaderValue(const HeaderField& field) {
   std::string_view v = field.value;
   auto fail = [&](Defect d) { Fail(d, field.id, field.name); };
   auto bad = [&] { fail(Defect::kBadHeaderValue); };
   switch (field.id) {
     case HeaderId::kVia:
-      ForEachListItem(v, [&](std::string_view item) {
-        if (problem_) return;
-        if (item.empty()) return bad();
-        if (m_.via_count_ == SipMessage::kMaxVias) return fail(Defect::kTooManyValues);
-        Defect d = ParseVia(item, &m_.vias_[m_.via_count_++]);
-        if (d != Defect::kNone) fail(d);
-      });
+      ParseList(field, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_, ParseVia);
       break;
     case HeaderId::kContact:
       if (v == "*") {
         m_.contact_star_ = true;
         break;
       }
-      ForEachListItem(v, [&](std::string_view item) {
-        if (problem_) return;
-        if (item.empty()) return bad();
-        if (m_.contact_count_ == SipMessage::kMaxContacts) return fail(Defect::kTooManyValues);
-        Defect d = ParseContact(item, &m_.contacts_[m_.contact_count_++]);
-        if (d != Defect::kNone) fail(d);
-      });
+      ParseList(field, m_.contacts_.data(), SipMessage::kMaxContacts, m_.contact_count_,
+                ParseContact);
       break;
     case HeaderId::kRoute:
-    case HeaderId::kRecordRoute: {
-      bool record = field.id == HeaderId::kRecordRoute;
-      NameAddr* slots = record ? m_.record_routes_.data() : m_.routes_.data();
-      size_t& count = record ? m_.record_route_count_ : m_.route_count_;
-      ForEachListItem(v, [&](std::string_view item) {
-        if (problem_) return;
-        if (item.empty()) return bad();
-        if (count == SipMessage::kMaxRoutes) return fail(Defect::kTooManyValues);
-        Defect d = ParseRoute(item, &slots[count++]);
-        if (d != Defect::kNone) fail(d);
-      });
+      ParseList(field, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_, ParseRoute);
       break;
-    }
+    case HeaderId::kRecordRoute:
+      ParseList(field, m_.record_routes_.data(), SipMessage::kMaxRoutes, m_.record_route_count_,
+                ParseRoute);
+      break;
     case HeaderId::kFrom:
     case HeaderId::kTo: {
       bool from = field.id == HeaderId::kFrom;

@@ -17,7 +17,8 @@ enum class Framing : uint8_t {
 enum class ParseStatus : uint8_t {
   kComplete,    // one message parsed; `consumed` bytes belong to it
   kIncomplete,  // stream framing only: wait for more bytes
-  kKeepAlive,   // only CRLFs (RFC 5626 keep-alive); skip `consumed` bytes
+  kKeepAlive,   // the input is only CRLFs (RFC 5626 keep-alive); skip `consumed` bytes.
+                // CRLFs before a message are skipped and counted in its `consumed`.
   kMalformed,   // the input is not a valid message; see `problem`
   kTooLarge,    // over the configured size limit
 };
