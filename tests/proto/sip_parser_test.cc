@@ -78,6 +78,12 @@ std::string Response(std::string_view status_line, std::string_view headers = ""
   return m;
 }
 
+// Replaces the whole line that starts with `prefix` (without its CRLF) by `line`.
+void ReplaceLine(std::string& message, std::string_view prefix, std::string_view line) {
+  size_t at = message.find(prefix);
+  message.replace(at, message.find("\r\n", at) - at, line);
+}
+
 class SipParserTest : public ::testing::Test {
  protected:
   ParseResult Parse(std::string_view input, Framing framing = Framing::kDatagram) {
@@ -687,8 +693,7 @@ TEST_F(SipParserTest, RejectsBadViaNamingTheHeader) {
   for (std::string_view via : kBadVias) {
     SCOPED_TRACE(via);
     std::string in = Options();
-    size_t at = in.find("Via: ");
-    in.replace(at, in.find("\r\n", at) - at, via);
+    ReplaceLine(in, "Via: ", via);
     ParseResult r = Parse(in);
     EXPECT_EQ(r.status, ParseStatus::kMalformed);
     EXPECT_EQ(r.problem.response_code, 400);
@@ -764,8 +769,7 @@ TEST_F(SipParserTest, RejectsBadNameAddrsNamingTheHeader) {
   for (std::string_view to : kBadTos) {
     SCOPED_TRACE(to);
     std::string in = Options();
-    size_t at = in.find("To: ");
-    in.replace(at, in.find("\r\n", at) - at, to);
+    ReplaceLine(in, "To: ", to);
     ParseResult r = Parse(in);
     EXPECT_EQ(r.status, ParseStatus::kMalformed);
     EXPECT_EQ(r.problem.response_code, 400);
@@ -882,10 +886,8 @@ TEST_F(SipParserTest, NamesTheHeaderAsSpelledOnTheWire) {
 
 TEST_F(SipParserTest, ParsesLeadingZeroScalars) {
   std::string in = Options();
-  size_t at = in.find("Max-Forwards: ");
-  in.replace(at, in.find("\r\n", at) - at, "Max-Forwards: 0068");
-  at = in.find("CSeq: ");
-  in.replace(at, in.find("\r\n", at) - at, "CSeq: 0009 OPTIONS");
+  ReplaceLine(in, "Max-Forwards: ", "Max-Forwards: 0068");
+  ReplaceLine(in, "CSeq: ", "CSeq: 0009 OPTIONS");
   ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
   EXPECT_EQ(msg().max_forwards(), 68);
   EXPECT_EQ(msg().cseq().number, 9u);
@@ -999,8 +1001,7 @@ TEST_F(SipParserTest, RejectsBadContentLength) {
   for (std::string_view value : {"-999", "abc", "1 2", "12abc", ""}) {
     SCOPED_TRACE(value);
     std::string in = Options();
-    size_t at = in.find("Content-Length: ");
-    in.replace(at, in.find("\r\n", at) - at, "Content-Length: " + std::string(value));
+    ReplaceLine(in, "Content-Length: ", "Content-Length: " + std::string(value));
     for (Framing framing : {Framing::kDatagram, Framing::kStream}) {
       ParseResult r = Parse(in, framing);
       EXPECT_EQ(r.status, ParseStatus::kMalformed);
@@ -1013,8 +1014,7 @@ TEST_F(SipParserTest, RejectsBadContentLength) {
 
 TEST_F(SipParserTest, RejectsContentLengthThatOverflows) {
   std::string in = Options();
-  size_t at = in.find("Content-Length: ");
-  in.replace(at, in.find("\r\n", at) - at, "Content-Length: 99999999999999999999999");
+  ReplaceLine(in, "Content-Length: ", "Content-Length: 99999999999999999999999");
   // Never wrapped into a small count; over a stream it may equally be "too large".
   ParseResult r = Parse(in, Framing::kDatagram);
   EXPECT_EQ(r.status, ParseStatus::kMalformed);
@@ -1092,8 +1092,7 @@ TEST_F(SipParserTest, StreamGivesUpOnEndlessHeaders) {
 
   // So must a Content-Length that announces more than the limit.
   std::string big = Options();
-  size_t at = big.find("Content-Length: ");
-  big.replace(at, big.find("\r\n", at) - at, "Content-Length: 100000");
+  ReplaceLine(big, "Content-Length: ", "Content-Length: 100000");
   r = small.Parse(big, Framing::kStream, msg_.get());
   EXPECT_EQ(r.status, ParseStatus::kTooLarge);
   EXPECT_EQ(r.problem.response_code, 413);
@@ -1151,14 +1150,13 @@ std::string Phrase(const Problem& problem, size_t capacity = 128) {
 
 TEST_F(SipParserTest, ReasonPhraseNamesTheBadHeader) {
   std::string in = Options();
-  size_t at = in.find("Via: ");
-  in.replace(at, in.find("\r\n", at) - at, "Via: SIP/2.0/UDP");
+  ReplaceLine(in, "Via: ", "Via: SIP/2.0/UDP");
   ParseResult r = Parse(in);
   ASSERT_EQ(r.status, ParseStatus::kMalformed);
   EXPECT_THAT(Phrase(r.problem), HasSubstr("Via"));
 
   in = Options("Max-Forwards: many\r\n");
-  at = in.find("Max-Forwards: 70");
+  size_t at = in.find("Max-Forwards: 70");
   in.erase(at, in.find("\r\n", at) + 2 - at);
   r = Parse(in);
   ASSERT_EQ(r.status, ParseStatus::kMalformed);
