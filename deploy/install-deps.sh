@@ -14,7 +14,13 @@ packages=(
   # reference SIP parsers measured beside ours in bench/
   libosip2-dev libsofia-sip-ua-dev
   # real SIP peers for the integration tests
-  sip-tester
+  sip-tester python3
+  # config files with line-numbered errors (see README)
+  libyaml-cpp-dev
+  # asynchronous RFC 3263 resolution; a real DNS server for its tests
+  libc-ares-dev dnsmasq-base
+  # the Prometheus server scraping the exporter in the integration tests
+  prometheus
 )
 
 missing=()

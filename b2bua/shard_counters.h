@@ -1,0 +1,152 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "proto/sip_message.h"
+#include "proto/sip_parser.h"
+
+namespace b2bua {
+
+/// A counter with one writer (the owning shard) and any number of readers (the exporter).
+/// Incrementing is a plain load and store, no locked instruction: the single writer makes
+/// the read-modify-write safe, and relaxed atomics keep the exporter's reads race-free.
+class Counter {
+ public:
+  /// Owning shard only.
+  void Inc(uint64_t by = 1) { value_.store(value_.load(std::memory_order_relaxed) + by, std::memory_order_relaxed); }
+  /// Owning shard only (gauges).
+  void Dec(uint64_t by = 1) { value_.store(value_.load(std::memory_order_relaxed) - by, std::memory_order_relaxed); }
+  /// Owning shard only (gauges).
+  void Set(uint64_t to) { value_.store(to, std::memory_order_relaxed); }
+  /// Safe from any thread.
+  uint64_t Get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+/// A histogram with fixed upper bounds, in seconds. Observations are kept in nanoseconds
+/// (sum) and bucket counts; the exporter turns them into Prometheus buckets.
+template <size_t N>
+class FixedHistogram {
+ public:
+  explicit constexpr FixedHistogram(const std::array<double, N>& bounds) : bounds_(bounds) {}
+  /// Owning shard only.
+  void Observe(double value) {
+    size_t i = 0;
+    while (i < N && value > bounds_[i]) ++i;
+    buckets_[i].Inc();
+    sum_micro_.Inc(static_cast<uint64_t>(value * 1e6 + 0.5));
+  }
+  const std::array<double, N>& bounds() const { return bounds_; }
+  /// Non-cumulative count of bucket i; index N is +Inf. Safe from any thread.
+  uint64_t bucket(size_t i) const { return buckets_[i].Get(); }
+  /// Sum of observations, in millionths of the unit. Safe from any thread.
+  uint64_t sum_micro() const { return sum_micro_.Get(); }
+
+ private:
+  std::array<double, N> bounds_;
+  std::array<Counter, N + 1> buckets_;
+  Counter sum_micro_;
+};
+
+enum class CallOutcome : uint8_t {
+  kAnswered,      // bridged with a 2xx (counted when the call ends)
+  kRejected,      // the callee side's final failure relayed to the caller
+  kCancelled,     // the caller cancelled before answer
+  kNoAnswer,      // Timer C / no-answer timeout
+  kNoRoute,       // 404 / no next hop
+  kUnreachable,   // every next hop timed out or failed at the transport
+  kOverload,      // refused 503 by the call limit or draining
+  kRedirectFailed,  // the redirect search ended without an answer
+  kRedirectSent,  // answered 3xx (relay mode, or the route is a redirect action)
+  kCount,
+};
+std::string_view CallOutcomeName(CallOutcome outcome);
+
+/// Status codes of 3xx we count by name; anything else is "other".
+enum class RedirectCode : uint8_t { k300, k301, k302, k305, k380, kOther, kCount };
+RedirectCode ToRedirectCode(int status);
+std::string_view RedirectCodeName(RedirectCode code);
+
+enum class TargetOutcome : uint8_t {
+  kAnswered,        // 2xx
+  kFailed,          // a final 4xx/5xx/6xx
+  kTimeout,         // per-target timeout or Timer B
+  kRefusedByPolicy, // allow/deny lists, scheme
+  kSkippedAsLoop,   // self, the redirecting target, or already tried
+  kRedirected,      // answered with a 3xx that was followed
+  kCancelled,       // the caller cancelled during the attempt
+  kCount,
+};
+std::string_view TargetOutcomeName(TargetOutcome outcome);
+
+enum class RedirectFailure : uint8_t { kExhausted, kDepth, kLoop, kCancelled, kAllRefused, kCount };
+std::string_view RedirectFailureName(RedirectFailure reason);
+
+enum class DropReason : uint8_t {
+  kOversized,    // datagram larger than the receive buffer / parser limit
+  kUnparsable,   // could not even be answered (no Via, garbage)
+  kBadResponse,  // a response that failed ValidateResponse
+  kQueueFull,    // cross-shard ring full
+  kSendFailed,   // sendto/sendmmsg error
+  kCount,
+};
+std::string_view DropReasonName(DropReason reason);
+
+/// Every counter one shard publishes. Allocated once per shard, written only by that
+/// shard's thread, read by the exporter when scraped (Seastar's per-shard metrics).
+/// Indexing by enum replaces any lookup by name on the hot path.
+struct alignas(64) ShardCounters {
+  static constexpr size_t kMethods = static_cast<size_t>(proto::Method::kUpdate) + 1;
+  static constexpr size_t kStatusClasses = 7;  // index = code / 100 (1..6), 0 unused
+  static constexpr size_t kDefects = static_cast<size_t>(proto::Defect::kBadAddressOfRecord) + 1;
+
+  // SIP traffic.
+  std::array<Counter, kMethods> requests_received;   // by proto::Method
+  std::array<Counter, kMethods> requests_sent;
+  std::array<Counter, kStatusClasses> responses_received;  // by status class
+  std::array<Counter, kStatusClasses> responses_sent;
+  std::array<Counter, kDefects> parse_errors;        // by proto::Defect
+  std::array<Counter, static_cast<size_t>(DropReason::kCount)> datagrams_dropped;
+  Counter datagrams_received;
+  Counter bytes_received;
+
+  // Transactions (mirrors proto::TransactionCounters at publication time).
+  Counter transactions_server_created;
+  Counter transactions_client_created;
+  Counter retransmissions_sent;
+  Counter retransmissions_absorbed;
+  Counter transaction_timeouts;
+  Counter transactions_active;  // gauge
+
+  // Calls.
+  std::array<Counter, static_cast<size_t>(CallOutcome::kCount)> calls_ended;
+  Counter calls_active;    // gauge
+  Counter dialogs_active;  // gauge
+  FixedHistogram<10> call_setup_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+
+  // Cross-shard handoff.
+  Counter handoffs_sent;
+  Counter handoffs_received;
+  Counter handoff_queue_depth;  // gauge: envelopes waiting in this shard's inbound rings
+
+  // Redirect engine.
+  std::array<Counter, static_cast<size_t>(RedirectCode::kCount)> redirects_received;
+  std::array<Counter, static_cast<size_t>(TargetOutcome::kCount)> redirect_targets;
+  Counter redirect_loops_detected;
+  std::array<Counter, static_cast<size_t>(RedirectFailure::kCount)> redirect_failures;
+  Counter redirects_sent;
+  Counter redirect_cache_hits;
+  FixedHistogram<6> redirect_depth{{0, 1, 2, 3, 5, 8}};
+  FixedHistogram<9> redirect_extra_delay_seconds{{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+
+  // Survivable "cannot happen" cases (Envoy's ENVOY_BUG).
+  Counter internal_bugs;
+};
+
+}  // namespace b2bua
