@@ -1,0 +1,139 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "b2bua/target_set.h"
+#include "proto/net_address.h"
+#include "proto/sip_uri.h"
+
+namespace b2bua {
+
+/// An IPv4 or IPv6 prefix such as "10.0.0.0/8" or "2001:db8::/32".
+///
+/// IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) count as the IPv4 address they carry, since a
+/// dual-stack socket sends to that IPv4 host: "sip:x@[::ffff:10.0.0.1]" must not slip past a
+/// deny of 10.0.0.0/8. A prefix written in mapped form with a length of 96 or more is stored
+/// as the IPv4 prefix it denotes. So 0.0.0.0/0 holds every IPv4 address, mapped ones
+/// included, and ::/0 holds every IPv6 address that is not IPv4-mapped.
+class Cidr {
+ public:
+  Cidr() = default;
+
+  /// Safe from any thread (config load). Parses "ADDR/LEN" or a bare address (a /32 or /128
+  /// host prefix); IPv6 may be bracketed. False for a bad address, a length out of range, or
+  /// bits set past the length ("10.0.0.1/8": most likely a typo, refused at load).
+  static bool Parse(std::string_view text, Cidr* out);
+
+  /// Safe from any thread. True when `address` lies in the prefix; the port is ignored.
+  bool Contains(const proto::NetAddress& address) const;
+
+  bool is_v6() const { return v6_; }
+  int prefix_length() const { return prefix_length_; }
+  /// Network-order bytes; IPv4 in the first four.
+  const std::array<uint8_t, 16>& bytes() const { return bytes_; }
+
+  friend bool operator==(const Cidr&, const Cidr&) = default;
+
+ private:
+  std::array<uint8_t, 16> bytes_{};
+  uint8_t prefix_length_ = 0;
+  bool v6_ = false;
+};
+
+/// Safe from any thread. Domain rule: `host` equals `domain` or ends in "." + `domain`,
+/// ASCII case-insensitive, one trailing dot ignored on either; a leading dot on `domain` is
+/// ignored. "example.com" matches "a.example.com", not "badexample.com".
+bool DomainMatches(std::string_view host, std::string_view domain);
+
+/// Which redirect targets may be followed. Deny lists win over allow lists; an empty allow
+/// list allows everything its deny list does not refuse.
+struct RedirectSecurity {
+  std::vector<std::string> allow_domains;
+  std::vector<std::string> deny_domains;
+  std::vector<Cidr> allow_cidrs;
+  std::vector<Cidr> deny_cidrs;
+  /// Schemes, case-insensitive. Add "tel" when the route table can route numbers: tel:
+  /// targets are then accepted here and re-routed by number (see Classify()).
+  std::vector<std::string> allowed_schemes = {"sip", "sips"};
+};
+
+enum class PolicyDecision : uint8_t {
+  kAccept,         // follow the target
+  kAcceptReplace,  // follow it and replace the To of the new INVITE with the target
+  kReject,         // skip this target (the engine marks it kRefused) and go on
+  kStop,           // stop the redirect search; the caller gets the best response so far
+  kPending,        // the decision arrives later through ResumeRedirect()
+};
+
+/// "accept", "accept-replace", ... for logs. Static storage.
+std::string_view PolicyDecisionName(PolicyDecision decision);
+
+/// What a target names, for the engine to pick how to reach it.
+enum class TargetKind : uint8_t {
+  kSipUri,     // a sip: or sips: URI, sent to its host (or through the route table)
+  kTelNumber,  // a tel: URI: a number, routed by the route table as a called number
+  kOther,      // any other scheme, or a URI that does not parse
+};
+
+/// Safe from any thread. Classifies `target` by the scheme of its Request-URI.
+TargetKind Classify(const Target& target);
+
+/// The application's say on each redirect target, as PJSIP's on_redirected() callback: the
+/// engine calls Decide() once per target, just before sending to it.
+///
+/// A kPending decision parks the target: the engine keeps the call waiting (its timers still
+/// run) until the application calls the engine's `ResumeRedirect(call_cookie, decision)` on
+/// the call's owning shard with the final decision (any value but kPending). A call that ends
+/// meanwhile makes a later ResumeRedirect() a no-op. The engine, not the policy, counts
+/// decisions.
+class RedirectPolicy {
+ public:
+  virtual ~RedirectPolicy() = default;
+
+  /// Owning shard only. Must not block. `target` is valid for the duration of the call only;
+  /// copy what a kPending decision needs. `call_cookie` identifies the call for
+  /// ResumeRedirect().
+  virtual PolicyDecision Decide(const Target& target, uint64_t call_cookie) = 0;
+};
+
+/// The shipped policy: RedirectSecurity from the config, decided synchronously. Never
+/// returns kStop or kPending.
+///
+/// Order: a URI that does not parse or whose scheme is not allowed is rejected. For sip: and
+/// sips:, the host and the maddr parameter, if any (maddr overrides the host as destination,
+/// so it is checked too), must each pass: an IP literal is rejected when a deny CIDR holds it,
+/// or when allow CIDRs exist and none holds it; a name is rejected when a deny domain matches,
+/// or when allow domains exist and none matches. A tel: or other allowed scheme has no host
+/// to check. Otherwise kAcceptReplace when `replace_to`, else kAccept.
+///
+/// A name is checked as written: the addresses it resolves to are for the engine to vet with
+/// AddressAllowed() after DNS, or a name could lead to a denied address.
+class ConfiguredRedirectPolicy : public RedirectPolicy {
+ public:
+  ConfiguredRedirectPolicy(RedirectSecurity security, bool replace_to);
+
+  /// Owning shard only (the object is immutable: any thread would do).
+  PolicyDecision Decide(const Target& target, uint64_t call_cookie) override;
+
+  /// Safe from any thread. The CIDR rules alone, for an address a name resolved to.
+  bool AddressAllowed(const proto::NetAddress& address) const;
+  /// Safe from any thread. The domain rules alone.
+  bool DomainAllowed(std::string_view host) const;
+  /// Safe from any thread. The scheme rule alone.
+  bool SchemeAllowed(std::string_view scheme) const;
+
+  const RedirectSecurity& security() const { return security_; }
+  bool replace_to() const { return replace_to_; }
+
+ private:
+  bool HostAllowed(std::string_view host, proto::HostKind kind) const;
+
+  const RedirectSecurity security_;
+  const bool replace_to_;
+};
+
+}  // namespace b2bua
