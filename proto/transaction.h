@@ -29,7 +29,7 @@ constexpr TransactionId kNoTransaction = 0;
 
 /// Why a client transaction ended without a final response.
 enum class ClientFailure : uint8_t {
-  kTimeout,         // Timer B or F
+  kTimeout,         // Timer B or F, or no final response 64*T1 after our CANCEL (9.1)
   kTransportError,  // the sink refused the request
 };
 
@@ -110,16 +110,23 @@ class TransactionLayer {
   /// Owning shard only. Cancels client INVITE `invite` with `cancel` (complete CANCEL
   /// bytes, same branch as the INVITE): sent at once if a provisional response arrived,
   /// held until one arrives otherwise (RFC 3261 9.1), dropped if a final response
-  /// already arrived. The CANCEL's own responses are absorbed by the layer.
+  /// already arrived. The CANCEL's own responses are absorbed by the layer. Only the
+  /// first call per INVITE counts. Once the CANCEL is sent, an INVITE still without a
+  /// final response 64*T1 later ends with OnClientFailure(kTimeout) (RFC 3261 9.1).
   void SendCancel(TransactionId invite, std::string cancel);
 
   /// Owning shard only. Sends a response on server transaction `id` (complete bytes).
-  /// Returns false when `id` is stale or already sent a final response.
+  /// Returns false when `id` is stale, names a client transaction, already sent a final
+  /// response, or `status_code` is outside 100..699; nothing is sent then.
   /// The destination follows RFC 3261 18.2.2 / RFC 3581 from the request's source.
+  /// A 2xx to an INVITE is sent once: its retransmissions are the core's, through the
+  /// sink (RFC 6026). A send the sink refuses still moves the state; the transport
+  /// counts the failure.
   bool Respond(TransactionId id, int status_code, std::string response);
 
   /// Owning shard only. The source the server transaction's request came from, with the
-  /// response destination rules applied (the address responses go to).
+  /// response destination rules applied (the address responses go to). nullptr for a
+  /// stale or client id. The pointer is valid until the next call into the layer.
   const Peer* ResponseDestination(TransactionId id) const;
 
   /// Live transactions (client + server).

@@ -1,0 +1,1437 @@
+#include "b2bua/call_engine.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "proto/sip_builder.h"
+#include "proto/sip_chars.h"
+#include "proto/str_util.h"
+#include "proto/sip_uri.h"
+
+namespace b2bua {
+
+using proto::Method;
+using proto::Peer;
+using proto::SipMessage;
+using proto::TransactionId;
+using proto::Hex;
+using proto::StrAppend;
+using proto::StrCat;
+
+namespace {
+
+// The shipped policy's view of a route's redirect settings.
+RedirectSecurity SecurityFromSettings(const RedirectSettings& settings) {
+  RedirectSecurity security;
+  security.allow_domains = settings.allow.domains;
+  security.deny_domains = settings.deny.domains;
+  for (const std::string& text : settings.allow.cidrs) {
+    Cidr cidr;
+    if (Cidr::Parse(text, &cidr)) security.allow_cidrs.push_back(cidr);
+  }
+  for (const std::string& text : settings.deny.cidrs) {
+    Cidr cidr;
+    if (Cidr::Parse(text, &cidr)) security.deny_cidrs.push_back(cidr);
+  }
+  security.allowed_schemes = settings.allow.schemes;
+  // tel: targets are re-routed by number through the route table, never dialled as is.
+  security.allowed_schemes.push_back("tel");
+  return security;
+}
+
+constexpr std::string_view kCallIdPrefix = "B2B";
+constexpr std::string_view kAllow =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
+
+enum TimerKind : uint32_t {
+  kTimerC = 1,          // no final answer from the B-leg
+  kTargetTimeout,       // one redirect target rang too long
+  kA2xxRetransmit,      // 13.3.1.4: re-send the A-leg 2xx until the ACK comes
+  kMaxDuration,         // the call has lasted too long
+  kCancelGuard,         // the B-leg never answered our CANCEL
+  kReInvite2xxRetransmit,  // a relayed re-INVITE 2xx, until the offering leg ACKs it
+};
+
+// Headers the B2BUA writes itself on each leg; they never pass through.
+bool IsHopByHop(proto::HeaderId id) {
+  switch (id) {
+    case proto::HeaderId::kVia:
+    case proto::HeaderId::kRoute:
+    case proto::HeaderId::kRecordRoute:
+    case proto::HeaderId::kContact:
+    case proto::HeaderId::kCallId:
+    case proto::HeaderId::kCSeq:
+    case proto::HeaderId::kFrom:
+    case proto::HeaderId::kTo:
+    case proto::HeaderId::kMaxForwards:
+    case proto::HeaderId::kContentLength:
+    case proto::HeaderId::kContentType:
+    case proto::HeaderId::kHistoryInfo:
+    case proto::HeaderId::kDiversion:
+    case proto::HeaderId::kProxyAuthorization:
+    case proto::HeaderId::kAuthorization:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void AppendHeader(std::string& out, std::string_view name, std::string_view value) {
+  StrAppend(&out, name, ": ", value, "\r\n");
+}
+
+// The headers of `message` the policy lets through, as ready-made lines.
+std::string PassedHeaders(const SipMessage& message, const HeaderPolicy& policy) {
+  std::string out;
+  for (size_t i = 0; i < message.header_count(); ++i) {
+    const proto::HeaderField& h = message.headers()[i];
+    if (IsHopByHop(h.id)) continue;
+    std::string_view name = h.id == proto::HeaderId::kOther ? h.name : proto::HeaderName(h.id);
+    if (!policy.IsPassed(name)) continue;
+    AppendHeader(out, name, h.value);
+  }
+  return out;
+}
+
+void AppendBody(std::string& out, std::string_view body, std::string_view content_type) {
+  if (!body.empty() && !content_type.empty()) AppendHeader(out, "Content-Type", content_type);
+  StrAppend(&out, "Content-Length: ", body.size(), "\r\n\r\n", body);
+}
+
+// A name-addr value without its tag parameter, so that a new tag can be appended.
+std::string WithoutTag(const proto::NameAddr& address) {
+  std::string_view text = address.text;
+  if (address.tag.empty()) return std::string(text);
+  // The tag value is a view into `text`: cut ";tag=value" around it.
+  size_t value_at = static_cast<size_t>(address.tag.data() - text.data());
+  size_t start = text.rfind(';', value_at);
+  if (start == std::string_view::npos) return std::string(text);
+  std::string out(text.substr(0, start));
+  StrAppend(&out, text.substr(value_at + address.tag.size()));
+  return out;
+}
+
+// The top Via of a received request with RFC 3581 rport filled in and received added,
+// so that responses find their way back through NAT (RFC 3261 18.2.1).
+std::string TopViaForResponse(const proto::Via& via, const Peer& source) {
+  std::string text(via.text);
+  if (via.has_rport && via.rport == 0) {
+    size_t params_at = static_cast<size_t>(via.params.data() - via.text.data());
+    proto::ParamIterator it(via.params);
+    std::string_view name, value;
+    while (it.Next(&name, &value)) {
+      if (!proto::EqualsIgnoreCase(name, "rport")) continue;
+      size_t end = static_cast<size_t>(name.data() - via.params.data()) + params_at + name.size();
+      text.insert(end, StrCat("=", source.address.port()));
+      break;
+    }
+  }
+  if (via.received.empty()) StrAppend(&text, ";received=", source.address.IpString());
+  return text;
+}
+
+bool IsIpLiteral(const proto::SipUri& uri) {
+  return uri.host_kind == proto::HostKind::kIpv4 || uri.host_kind == proto::HostKind::kIpv6;
+}
+
+// RFC 3261 16.7 step 6: choose the best of several final failures.
+int ResponseRank(int status) {
+  if (status >= 600) return 0;
+  switch (status) {
+    case 401: case 407: case 415: case 420: case 484: return 1;
+    default: break;
+  }
+  if (status >= 400 && status < 500) return 2;
+  if (status >= 500 && status != 503) return 3;
+  if (status == 503) return 4;  // 503 would stop upstream failover: rank it last
+  return 5;
+}
+
+}  // namespace
+
+/// The Via, From, To, Call-ID and CSeq of a request, captured so that responses can be
+/// written after the request's buffer is gone.
+struct ResponseHead {
+  std::string before_to;  // Via lines and From
+  std::string to;         // To value as received
+  std::string after_to;   // Call-ID and CSeq lines
+  std::string record_route;  // Record-Route lines, copied into 101-299 (RFC 3261 12.1.1)
+  bool to_has_tag = false;
+
+  static ResponseHead Capture(const SipMessage& request, const Peer& source) {
+    ResponseHead head;
+    for (size_t i = 0; i < request.header_count(); ++i) {
+      const proto::HeaderField& h = request.headers()[i];
+      if (h.id == proto::HeaderId::kVia) {
+        if (head.before_to.empty()) {
+          AppendHeader(head.before_to, "Via", TopViaForResponse(*request.top_via(), source));
+          // Any further Vias of the first header line follow verbatim.
+          for (size_t v = 1; v < request.via_count(); ++v)
+            AppendHeader(head.before_to, "Via", request.vias()[v].text);
+          break;
+        }
+      }
+    }
+    AppendHeader(head.before_to, "From", request.from().text);
+    head.to = std::string(request.to().text);
+    head.to_has_tag = !request.to().tag.empty();
+    for (size_t i = 0; i < request.header_count(); ++i) {
+      const proto::HeaderField& h = request.headers()[i];
+      if (h.id == proto::HeaderId::kRecordRoute) AppendHeader(head.record_route, "Record-Route", h.value);
+    }
+    AppendHeader(head.after_to, "Call-ID", request.call_id());
+    StrAppend(&head.after_to, "CSeq: ", request.cseq().number, " ",
+                    request.cseq().method_text, "\r\n");
+    return head;
+  }
+
+  // Status line and the captured headers; `tag` is added to To when it has none.
+  std::string Start(int status, std::string_view reason, std::string_view tag) const {
+    std::string out;
+    out.reserve(before_to.size() + after_to.size() + to.size() + 256);
+    StrAppend(&out, "SIP/2.0 ", status, " ", reason, "\r\n", before_to, "To: ", to);
+    if (!to_has_tag && !tag.empty() && status > 100) StrAppend(&out, ";tag=", tag);
+    StrAppend(&out, "\r\n", after_to);
+    if (status > 100 && status < 300) out += record_route;
+    return out;
+  }
+};
+
+struct CallEngine::Call {
+  enum class State : uint8_t { kTrying, kEarly, kAnswered, kConfirmed, kEnding };
+  // A request relayed from one leg to the other, waiting for its response.
+  struct Relay {
+    TransactionId server = proto::kNoTransaction;
+    ResponseHead head;
+    Method method = Method::kUnknown;
+    bool from_a = true;
+  };
+
+  uint64_t cookie = 0;
+  State state = State::kTrying;
+  std::shared_ptr<const Config> config;  // the snapshot the call began with
+  const Route* route = nullptr;          // points into `config`
+  proto::TimePoint started;
+
+  // A-leg: the caller's dialog, where the B2BUA is the UAS.
+  Dialog a;
+  TransactionId a_invite = proto::kNoTransaction;
+  ResponseHead a_head;
+  std::string a_request_uri;
+  uint32_t a_invite_cseq = 0;
+  int max_forwards = 70;
+  std::string offer_body;
+  std::string offer_type;
+  std::string passed;  // pass-through headers of the caller's INVITE
+  bool a_final_sent = false;
+  bool sent_181 = false;
+  std::string a_2xx;   // the 2xx we retransmit until the caller's ACK
+  Peer a_response_peer;  // where responses to the caller's INVITE go (RFC 3261 18.2.2)
+  proto::TimePoint a_2xx_deadline{};
+  proto::Duration a_2xx_interval{};
+  int a_2xx_sends = 0;
+
+  // B-leg: towards the callee, where the B2BUA is the UAC. One Call-ID and From tag for
+  // every attempt; each attempt gets a higher CSeq and a new branch.
+  Dialog b;
+  std::string b_to;           // To value of the current attempt (no tag)
+  std::string b_request_uri;
+  std::string b_via;
+  std::string b_route_lines;  // Route lines of the current attempt (305 proxy)
+  TransactionId b_invite = proto::kNoTransaction;
+  uint32_t b_invite_cseq = 0;
+  std::string b_ack;          // the ACK for the B-leg 2xx, re-sent on its retransmissions
+  std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
+  bool b_acked = false;
+  bool b_cancel_sent = false;
+
+  // Attempts: next hops of the route first, then redirect targets.
+  std::vector<NextHop> hops;
+  size_t next_hop = 0;
+  bool in_redirect = false;
+  int current_target = -1;
+  TargetSet targets;
+  std::unique_ptr<RedirectPolicy> policy;
+  std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI
+  int max_depth_seen = 0;
+  int loops = 0;
+  int refused = 0;
+  bool depth_exceeded = false;
+  bool hops_exhausted = false;  // the caller's Max-Forwards budget ran out
+  bool parked = false;  // waiting for an asynchronous policy decision
+  int best_status = 0;
+  std::string best_reason;
+  std::string best_extra;
+  std::string last_3xx_status;  // "302 Moved Temporarily"
+  std::string last_3xx_contacts;  // every Contact line of the last 3xx, verbatim
+  std::string history_info;  // History-Info entries so far (RFC 7044)
+  proto::TimePoint first_redirect{};
+  bool cancelled = false;
+  std::string record;  // call record: one entry per attempt
+
+  proto::TimerId timer_c, target_timer, a_2xx_timer, duration_timer, cancel_guard;
+  absl::flat_hash_map<TransactionId, Relay> relays;  // by client transaction
+  // re-INVITE in progress: the CSeq the ACK from the offering leg will carry, and the
+  // CSeq to use for the ACK on the answering leg.
+  bool reinvite_from_a = false;
+  uint32_t reinvite_ack_cseq_in = 0;
+  uint32_t reinvite_ack_cseq_out = 0;
+  bool reinvite_pending = false;
+  std::string reinvite_2xx;
+  Peer reinvite_2xx_peer;
+  proto::Duration reinvite_2xx_interval{};
+  proto::TimePoint reinvite_2xx_deadline{};
+  proto::TimerId reinvite_2xx_timer;
+};
+
+uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count) {
+  if (shard_count <= 1) return 0;
+  if (call_id.size() > kCallIdPrefix.size() + 1 && call_id.substr(0, 3) == kCallIdPrefix) {
+    uint32_t shard = 0;
+    size_t i = kCallIdPrefix.size();
+    for (; i < call_id.size() && i < kCallIdPrefix.size() + 4; ++i) {
+      char c = call_id[i];
+      if (c >= '0' && c <= '9') shard = shard * 16 + static_cast<uint32_t>(c - '0');
+      else if (c >= 'a' && c <= 'f') shard = shard * 16 + static_cast<uint32_t>(c - 'a' + 10);
+      else break;
+    }
+    if (i < call_id.size() && call_id[i] == '-') return shard % shard_count;
+  }
+  return static_cast<uint32_t>(std::hash<std::string_view>{}(call_id) % shard_count);
+}
+
+CallEngine::CallEngine(const ShardContext& context, std::shared_ptr<const Config> config)
+    : context_(context), config_(std::move(config)) {
+  local_host_port_ = context_.local_address.is_v6()
+                         ? StrCat("[", context_.local_address.IpString(), "]:",
+                                        context_.local_address.port())
+                         : StrCat(context_.local_address.IpString(), ":",
+                                        context_.local_address.port());
+  contact_header_ = StrCat("<sip:b2bua@", local_host_port_, ">");
+}
+
+CallEngine::~CallEngine() {
+  for (auto& [cookie, call] : calls_) {
+    context_.timers->Cancel(&call->timer_c);
+    context_.timers->Cancel(&call->target_timer);
+    context_.timers->Cancel(&call->a_2xx_timer);
+    context_.timers->Cancel(&call->duration_timer);
+    context_.timers->Cancel(&call->cancel_guard);
+    context_.timers->Cancel(&call->reinvite_2xx_timer);
+  }
+}
+
+std::string CallEngine::NewToken(char kind) {
+  // Shard index first, so a token also names its owner; the counter makes it unique.
+  char buffer[48];
+  int n = std::snprintf(buffer, sizeof(buffer), "%c%x%llx", kind, context_.shard_index,
+                        static_cast<unsigned long long>(++token_counter_ * 2654435761ull));
+  return std::string(buffer, static_cast<size_t>(n));
+}
+
+bool CallEngine::Send(const Peer& to, std::string_view bytes) {
+  return context_.sink->Send(to, bytes);
+}
+
+CallEngine::Call* CallEngine::FindByCallId(std::string_view call_id) {
+  auto it = calls_by_call_id_.find(call_id);
+  if (it == calls_by_call_id_.end()) return nullptr;
+  auto call = calls_.find(it->second);
+  return call == calls_.end() ? nullptr : call->second.get();
+}
+
+const RedirectSettings& CallEngine::SettingsFor(const Call& call) const {
+  return call.route ? call.route->redirect : call.config->redirect;
+}
+
+bool CallEngine::NamesSelf(const proto::SipUri& uri) const {
+  if (!IsIpLiteral(uri)) return false;
+  proto::NetAddress address;
+  if (!proto::NetAddress::ParseIp(uri.host, uri.port ? uri.port : 5060, &address)) return false;
+  if (address.port() != context_.local_address.port()) return false;
+  return address.SameIp(context_.local_address) ||
+         (context_.local_address.is_unspecified() && address.is_loopback());
+}
+
+bool CallEngine::DestinationFor(const proto::SipUri& uri, Peer* out) const {
+  if (!IsIpLiteral(uri)) return false;
+  uint16_t port = uri.port ? uri.port : (uri.scheme == proto::UriScheme::kSips ? 5061 : 5060);
+  if (!proto::NetAddress::ParseIp(uri.host, port, &out->address)) return false;
+  out->transport = proto::TransportKind::kUdp;
+  out->connection_id = 0;
+  return true;
+}
+
+void CallEngine::ArmTimer(Call& call, proto::TimerId* timer, proto::Duration delay,
+                          uint32_t kind) {
+  context_.timers->Cancel(timer);
+  *timer = context_.timers->Schedule(delay, this, kind, call.cookie);
+}
+
+void CallEngine::RespondStateless(TransactionId id, const SipMessage& request, int status,
+                                  std::string_view reason, std::string_view extra) {
+  // Only reached for requests with a transaction: the layer sends, retransmits and absorbs.
+  std::string out;
+  char tag_buffer[32];
+  std::string tag = request.to().tag.empty() ? NewToken('t') : std::string();
+  (void)tag_buffer;
+  ResponseHead head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
+  out = head.Start(status, reason, tag);
+  StrAppend(&out, extra);
+  AppendBody(out, {}, {});
+  context_.counters->responses_sent[status / 100].Inc();
+  transactions_->Respond(id, status, std::move(out));
+}
+
+void CallEngine::OnRequest(TransactionId id, const SipMessage& request, const Peer& source) {
+  context_.counters->requests_received[static_cast<size_t>(request.method())].Inc();
+  if (!request.to().tag.empty()) {
+    Call* call = FindByCallId(request.call_id());
+    if (call == nullptr) {
+      RespondStateless(id, request, 481, "Call/Transaction Does Not Exist", {});
+      return;
+    }
+    OnInDialogRequest(*call, id, request, source);
+    return;
+  }
+  if (request.method() == Method::kInvite) {
+    OnNewInvite(id, request, source);
+    return;
+  }
+  OnOutOfDialogRequest(id, request, source);
+}
+
+void CallEngine::OnOutOfDialogRequest(TransactionId id, const SipMessage& request,
+                                      const Peer& source) {
+  switch (request.method()) {
+    case Method::kOptions:
+      // Keep-alive probes from peers and load balancers.
+      RespondStateless(id, request, 200, "OK",
+                       StrCat("Allow: ", kAllow, "\r\nAccept: application/sdp\r\n"));
+      return;
+    case Method::kRegister:
+    case Method::kSubscribe:
+    case Method::kPublish:
+      RespondStateless(id, request, 405, "Method Not Allowed",
+                       StrCat("Allow: ", kAllow, "\r\n"));
+      return;
+    case Method::kBye:
+    case Method::kPrack:
+    case Method::kUpdate:
+      RespondStateless(id, request, 481, "Call/Transaction Does Not Exist", {});
+      return;
+    default:
+      RespondStateless(id, request, 403, "Forbidden", {});
+      return;
+  }
+}
+
+void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const Peer& source) {
+  // A request carrying our own Via came back to us: a routing loop (RFC 3261 16.3 4).
+  for (size_t i = 0; i < request.via_count(); ++i) {
+    const proto::Via& via = request.vias()[i];
+    if (via.branch.starts_with("z9hG4bKb2b") && via.port == context_.local_address.port()) {
+      proto::NetAddress address;
+      if (proto::NetAddress::ParseIp(via.host, via.port, &address) &&
+          address.SameIp(context_.local_address)) {
+        RespondStateless(id, request, 482, "Loop Detected", {});
+        return;
+      }
+    }
+  }
+  const Config& config = *config_;
+  if (draining_ || calls_.size() >= config.limits.max_calls) {
+    context_.counters->calls_ended[static_cast<size_t>(CallOutcome::kOverload)].Inc();
+    RespondStateless(id, request, 503, "Service Unavailable", "Retry-After: 5\r\n");
+    return;
+  }
+  if (FindByCallId(request.call_id()) != nullptr) {
+    // Same Call-ID without To tag but another branch: a merged request (RFC 3261 8.2.2.2).
+    RespondStateless(id, request, 482, "Loop Detected", {});
+    return;
+  }
+
+  auto owned = std::make_unique<Call>();
+  Call& call = *owned;
+  call.cookie = next_call_cookie_++;
+  call.config = config_;
+  call.started = context_.clock->Now();
+  call.a_invite = id;
+  call.a_head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
+  call.a_request_uri = std::string(request.request_uri().text);
+  call.max_forwards = request.max_forwards() < 0 ? 70 : request.max_forwards();
+  call.offer_body = std::string(request.body());
+  call.offer_type = std::string(request.content_type());
+  call.passed = PassedHeaders(request, config.headers);
+
+  call.a.call_id = std::string(request.call_id());
+  call.a.remote_party = std::string(request.from().text);
+  std::string a_tag = NewToken('a');
+  call.a.local_party = StrCat(request.to().text, ";tag=", a_tag);
+  call.a_head.to = std::string(request.to().text);
+  call.a.remote_cseq = request.cseq().number;
+  call.a_invite_cseq = request.cseq().number;
+  call.a.local_cseq = 100;
+  call.a.peer = source;
+  call.a_response_peer = *transactions_->ResponseDestination(id);
+  if (request.contact_count() > 0) {
+    call.a.remote_target = std::string(request.contacts()[0].address.uri.text);
+  }
+  for (size_t i = 0; i < request.record_route_count(); ++i)
+    call.a.route_set.emplace_back(request.record_routes()[i].text);
+
+  call.b.call_id = StrCat(kCallIdPrefix, Hex(context_.shard_index), "-",
+                                NewToken('c'), "-", Hex(call.cookie));
+  std::string from_tag = NewToken('f');
+  call.b.local_party = StrCat(WithoutTag(request.from()), ";tag=", from_tag);
+  call.b_to = std::string(request.to().text);
+  call.b.local_cseq = 1;
+
+  calls_by_call_id_[call.a.call_id] = call.cookie;
+  calls_by_call_id_[call.b.call_id] = call.cookie;
+  Call* raw = owned.get();
+  calls_.emplace(call.cookie, std::move(owned));
+  context_.counters->calls_active.Inc();
+
+  ArmTimer(*raw, &raw->timer_c, config.limits.no_answer_timeout, kTimerC);
+
+  const proto::SipUri& ruri = request.request_uri();
+  std::string_view user = ruri.user;
+  const Route* route = ruri.has_user || !user.empty() ? config.routes.Match(user)
+                                                      : config.routes.Match("");
+  raw->route = route;
+  TargetSetLimits limits;
+  limits.max_targets = static_cast<uint16_t>(SettingsFor(*raw).max_targets);
+  raw->targets = TargetSet(limits);
+  raw->targets.SetOriginal(raw->a_request_uri);
+  if (SettingsFor(*raw).deny_self)
+    raw->targets.AddSelf(context_.local_address.IpString(), context_.local_address.port());
+  if (route != nullptr && route->action == Route::Action::kRedirect) {
+    // We are the redirect server for this number (call forwarding, number portability).
+    std::string contacts;
+    for (const std::string& c : route->contacts) AppendHeader(contacts, "Contact", c);
+    context_.counters->redirects_sent.Inc();
+    AnswerCaller(*raw, route->redirect_code,
+                 route->redirect_code == 301 ? "Moved Permanently" : "Moved Temporarily",
+                 contacts, {}, {});
+    EndCall(*raw, CallOutcome::kRedirectSent);
+    return;
+  }
+  if (route != nullptr) {
+    raw->hops = route->next_hops;
+  } else if (ruri.IsSip()) {
+    if (NamesSelf(ruri)) {
+      AnswerCaller(*raw, 404, "Not Found", {}, {}, {});
+      EndCall(*raw, CallOutcome::kNoRoute);
+      return;
+    }
+    NextHop hop;
+    hop.uri = std::string(ruri.text);
+    hop.host = std::string(ruri.host);
+    hop.port = ruri.port ? ruri.port : 5060;
+    raw->hops.push_back(std::move(hop));
+  }
+  // A 301 learned earlier sends the call straight to the permanent target.
+  auto cached = moved_permanently_.find(raw->a_request_uri);
+  if (cached != moved_permanently_.end()) {
+    if (cached->second.expires > context_.clock->Now()) {
+      context_.counters->redirect_cache_hits.Inc();
+      // The cached target becomes the only next hop, with its own Request-URI.
+      proto::SipUri target;
+      if (proto::ParseUri(cached->second.target, &target) == proto::UriError::kNone &&
+          IsIpLiteral(target)) {
+        NextHop hop;
+        hop.uri = cached->second.target;
+        hop.host = std::string(target.host);
+        hop.port = target.port ? target.port : 5060;
+        raw->hops.assign(1, std::move(hop));
+        raw->hop_request_uri = cached->second.target;
+      }
+    } else {
+      moved_permanently_.erase(cached);
+    }
+  }
+  if (raw->hops.empty() && !raw->in_redirect) {
+    AnswerCaller(*raw, 404, "Not Found", "Reason: SIP;cause=404;text=\"no route\"\r\n", {}, {});
+    EndCall(*raw, CallOutcome::kNoRoute);
+    return;
+  }
+  if (!StartNextAttempt(*raw)) FinishSearch(*raw);
+}
+
+bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const Peer& destination,
+                                std::string_view proxy_route) {
+  const RedirectSettings& settings = SettingsFor(call);
+  // Every redirect hop draws on the caller's Max-Forwards budget (never reset to 70).
+  int max_forwards = call.max_forwards - 1 - call.max_depth_seen;
+  if (max_forwards < 0) {
+    call.hops_exhausted = true;
+    return false;
+  }
+  call.b_request_uri = std::string(request_uri);
+  call.b_invite_cseq = call.b.local_cseq++;
+  std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
+  call.b_via = StrCat("SIP/2.0/UDP ", local_host_port_, ";branch=", branch, ";rport");
+  call.b_route_lines.clear();
+  if (!proxy_route.empty()) AppendHeader(call.b_route_lines, "Route", proxy_route);
+  std::string out;
+  out.reserve(1024 + call.offer_body.size() + call.passed.size());
+  StrAppend(&out, "INVITE ", request_uri, " SIP/2.0\r\n");
+  AppendHeader(out, "Via", call.b_via);
+  StrAppend(&out, call.b_route_lines, "Max-Forwards: ", max_forwards, "\r\n");
+  AppendHeader(out, "From", call.b.local_party);
+  AppendHeader(out, "To", call.b_to);
+  AppendHeader(out, "Call-ID", call.b.call_id);
+  StrAppend(&out, "CSeq: ", call.b_invite_cseq, " INVITE\r\n");
+  AppendHeader(out, "Contact", contact_header_);
+  if (call.in_redirect && !call.history_info.empty()) {
+    if (settings.history_info) AppendHeader(out, "History-Info", call.history_info);
+    if (settings.diversion)
+      AppendHeader(out, "Diversion",
+                   StrCat("<", call.a_request_uri, ">;reason=unconditional"));
+  }
+  StrAppend(&out, call.passed);
+  AppendBody(out, call.offer_body, call.offer_type);
+  call.b.peer = destination;
+  call.b_acked = false;
+  call.b_cancel_sent = false;
+  context_.counters->requests_sent[static_cast<size_t>(Method::kInvite)].Inc();
+  call.b_invite =
+      transactions_->SendRequest(std::move(out), branch, Method::kInvite, destination, call.cookie);
+  return call.b_invite != proto::kNoTransaction;
+}
+
+bool CallEngine::StartNextAttempt(Call& call) {
+  // Next hops of the route, in order (serial failover).
+  while (!call.in_redirect && call.next_hop < call.hops.size()) {
+    const NextHop& hop = call.hops[call.next_hop++];
+    Peer destination;
+    proto::SipUri uri;
+    if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone ||
+        !DestinationFor(uri, &destination)) {
+      continue;  // no resolver for names yet: skip the hop
+    }
+    destination.transport = hop.transport;
+    std::string_view request_uri =
+        call.hop_request_uri.empty() ? call.a_request_uri : call.hop_request_uri;
+    if (SendBLegInvite(call, request_uri, destination, {})) return true;
+  }
+  if (!call.in_redirect) return false;
+  // Redirect targets, best q first.
+  while (Target* target = call.targets.NextPending()) {
+    const size_t index = target->index;
+    PolicyDecision decision = DecideTarget(call, *target);
+    if (decision == PolicyDecision::kPending) {
+      // The application decides later (ResumeRedirect); the shard goes on meanwhile.
+      call.parked = true;
+      call.current_target = static_cast<int>(index);
+      return true;
+    }
+    if (decision == PolicyDecision::kStop) {
+      call.targets.MarkResult(index, TargetState::kRefused, 0);
+      break;
+    }
+    if (AttemptTarget(call, index, decision)) return true;
+  }
+  return false;
+}
+
+void CallEngine::RefuseTarget(Call& call, size_t index) {
+  ++call.refused;
+  context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRefusedByPolicy)].Inc();
+  call.targets.MarkResult(index, TargetState::kRefused, 0);
+}
+
+bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision) {
+  const RedirectSettings& settings = SettingsFor(call);
+  if (call.max_forwards - 1 - call.max_depth_seen < 0) {
+    // The caller's Max-Forwards budget is spent: no redirect hop may go further.
+    call.hops_exhausted = true;
+    call.targets.MarkResult(index, TargetState::kRefused, 0);
+    return false;
+  }
+  if (decision == PolicyDecision::kReject || decision == PolicyDecision::kStop) {
+    RefuseTarget(call, index);
+    return false;
+  }
+  const Target& target = call.targets.at(index);
+  std::string request_uri = target.request_uri;
+  const int redirect_status = target.redirect_status;
+  proto::SipUri uri;
+  Peer destination;
+  if (proto::ParseUri(request_uri, &uri) != proto::UriError::kNone) {
+    RefuseTarget(call, index);
+    return false;
+  }
+  if (uri.scheme == proto::UriScheme::kTel) {
+    // tel: targets are re-routed by number through the route table.
+    const Route* route = call.config->routes.Match(uri.user);
+    proto::SipUri hop_uri;
+    if (route == nullptr || route->next_hops.empty() ||
+        proto::ParseUri(route->next_hops.front().uri, &hop_uri) != proto::UriError::kNone ||
+        !DestinationFor(hop_uri, &destination)) {
+      RefuseTarget(call, index);
+      return false;
+    }
+    const NextHop& hop = route->next_hops.front();
+    request_uri = StrCat("sip:", uri.user, "@", hop.host,
+                               hop.port != 5060 ? StrCat(":", hop.port) : "",
+                               ";user=phone");
+  } else if (!DestinationFor(uri, &destination)) {
+    // No resolver for host names on this path: the target cannot be reached.
+    RefuseTarget(call, index);
+    return false;
+  }
+  if (decision == PolicyDecision::kAcceptReplace || settings.to_uri == RedirectToUri::kReplace)
+    call.b_to = StrCat("<", request_uri, ">");
+  std::string proxy_route;
+  if (redirect_status == 305) {
+    // 305 Use Proxy: the Contact is the proxy; the Request-URI stays the caller's.
+    proxy_route = StrCat("<", request_uri, ";lr>");
+    request_uri = call.a_request_uri;
+  }
+  // History-Info (RFC 7044): the original target, then each retargeting with its cause.
+  if (call.history_info.empty())
+    call.history_info = StrCat("<", call.a_request_uri, ">;index=1");
+  StrAppend(&call.history_info, ", <", request_uri, ">;index=1.", index, ";rc=",
+                  redirect_status ? redirect_status : 302);
+  call.current_target = static_cast<int>(index);
+  ArmTimer(call, &call.target_timer, settings.target_timeout, kTargetTimeout);
+  if (SendBLegInvite(call, request_uri, destination, proxy_route)) return true;
+  call.targets.MarkResult(index, TargetState::kFailed, 0);
+  return false;
+}
+
+PolicyDecision CallEngine::DecideTarget(Call& call, const Target& target) {
+  if (policy_override_ != nullptr) return policy_override_->Decide(target, call.cookie);
+  if (!call.policy) {
+    const RedirectSettings& settings = SettingsFor(call);
+    call.policy = std::make_unique<ConfiguredRedirectPolicy>(
+        SecurityFromSettings(settings),
+        settings.to_uri == RedirectToUri::kReplace);
+  }
+  return call.policy->Decide(target, call.cookie);
+}
+
+void CallEngine::ResumeRedirect(uint64_t call_cookie, PolicyDecision decision) {
+  auto it = calls_.find(call_cookie);
+  if (it == calls_.end() || !it->second->parked || it->second->cancelled) return;
+  Call& call = *it->second;
+  call.parked = false;
+  // The parked target goes back to pending with the decision recorded by the policy's
+  // next answer; simplest faithful behaviour: re-run the search.
+  if (decision == PolicyDecision::kStop || decision == PolicyDecision::kReject) {
+    call.targets.MarkResult(static_cast<size_t>(call.current_target), TargetState::kRefused, 0);
+    if (decision == PolicyDecision::kStop) {
+      FinishSearch(call);
+      return;
+    }
+  } else {
+    if (AttemptTarget(call, static_cast<size_t>(call.current_target), decision)) return;
+  }
+  if (!StartNextAttempt(call)) FinishSearch(call);
+}
+
+void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
+                              std::string_view extra, std::string_view body,
+                              std::string_view content_type) {
+  if (call.a_final_sent) return;
+  std::string tag(call.a.local_party.substr(call.a.local_party.rfind(";tag=") + 5));
+  std::string out = call.a_head.Start(status, reason, tag);
+  if (status < 300 && status > 100) AppendHeader(out, "Contact", contact_header_);
+  StrAppend(&out, extra);
+  AppendBody(out, body, content_type);
+  context_.counters->responses_sent[status / 100].Inc();
+  if (status >= 200) call.a_final_sent = true;
+  if (status >= 200 && status < 300) {
+    // The core owns 2xx reliability (RFC 3261 13.3.1.4).
+    call.a_2xx = out;
+    call.a_2xx_interval = call.config->timers.t1;
+    call.a_2xx_sends = 1;
+    call.a_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
+    ArmTimer(call, &call.a_2xx_timer, call.a_2xx_interval, kA2xxRetransmit);
+  }
+  transactions_->Respond(call.a_invite, status, std::move(out));
+}
+
+void CallEngine::FinishSearch(Call& call) {
+  context_.timers->Cancel(&call.target_timer);
+  const RedirectSettings& settings = SettingsFor(call);
+  if (call.in_redirect) {
+    // The search ended without an answer: say why, with a Reason (RFC 3326).
+    RedirectFailure failure = RedirectFailure::kExhausted;
+    int status = call.best_status;
+    std::string reason = call.best_reason;
+    if (call.cancelled) {
+      failure = RedirectFailure::kCancelled;
+    } else if (call.best_status == 0 && (call.depth_exceeded || call.hops_exhausted)) {
+      failure = RedirectFailure::kDepth;
+      status = 483;
+      reason = "Too Many Hops";
+    } else if (call.best_status == 0 && call.loops > 0 && call.refused == 0) {
+      failure = RedirectFailure::kLoop;
+      status = 482;
+      reason = "Loop Detected";
+    } else if (call.best_status == 0 && call.refused > 0) {
+      failure = RedirectFailure::kAllRefused;
+      status = 403;
+      reason = "Forbidden";
+    }
+    context_.counters->redirect_failures[static_cast<size_t>(failure)].Inc();
+    context_.counters->redirect_depth.Observe(call.max_depth_seen);
+    if (!call.cancelled) {
+      if (settings.relay_last_3xx && !call.last_3xx_status.empty()) {
+        int code = std::atoi(call.last_3xx_status.c_str());
+        AnswerCaller(call, code, call.last_3xx_status.substr(4), call.last_3xx_contacts, {}, {});
+        EndCall(call, CallOutcome::kRedirectSent);
+        return;
+      }
+      if (status == 0) {
+        status = 480;
+        reason = "Temporarily Unavailable";
+      }
+      std::string why = StrCat("Reason: SIP;cause=", status, ";text=\"redirect ",
+                                     RedirectFailureName(failure), "\"\r\n");
+      AnswerCaller(call, status, reason, why, {}, {});
+    }
+    EndCall(call, call.cancelled ? CallOutcome::kCancelled : CallOutcome::kRedirectFailed);
+    return;
+  }
+  if (call.cancelled) {
+    EndCall(call, CallOutcome::kCancelled);
+    return;
+  }
+  if (call.best_status == 0) {
+    AnswerCaller(call, 408, "Request Timeout",
+                 "Reason: SIP;cause=408;text=\"no next hop answered\"\r\n", {}, {});
+    EndCall(call, call.hops.empty() ? CallOutcome::kNoRoute : CallOutcome::kUnreachable);
+    return;
+  }
+  AnswerCaller(call, call.best_status, call.best_reason, call.best_extra, {}, {});
+  EndCall(call, CallOutcome::kRejected);
+}
+
+void CallEngine::OnResponse(TransactionId id, uint64_t cookie, const SipMessage& response) {
+  context_.counters->responses_received[response.status_code() / 100].Inc();
+  auto it = calls_.find(cookie);
+  if (it == calls_.end()) {
+    // The call ended while an attempt was still out; if it answers now, release it.
+    if (response.cseq().method == Method::kInvite && response.status_code() / 100 == 2)
+      ReleaseStray2xx(nullptr, response);
+    return;
+  }
+  Call& call = *it->second;
+  if (id == call.b_invite) {
+    OnInviteResponse(call, response);
+    return;
+  }
+  if (response.cseq().method == Method::kInvite && response.status_code() / 100 == 2 &&
+      !call.relays.contains(id)) {
+    // An attempt we gave up on (timed out, cancelled) answered after all.
+    ReleaseStray2xx(&call, response);
+    return;
+  }
+  OnRelayedResponse(call, id, response);
+}
+
+void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
+  const int status = response.status_code();
+  if (status < 200) {
+    if (status == 100 || call.cancelled || call.a_final_sent) return;  // 100 is hop by hop
+    call.state = Call::State::kEarly;
+    std::string tag(call.a.local_party.substr(call.a.local_party.rfind(";tag=") + 5));
+    std::string out = call.a_head.Start(status, response.reason_phrase(), tag);
+    AppendHeader(out, "Contact", contact_header_);
+    StrAppend(&out, PassedHeaders(response, call.config->headers));
+    AppendBody(out, response.body(), response.content_type());
+    context_.counters->responses_sent[1].Inc();
+    transactions_->Respond(call.a_invite, status, std::move(out));
+    return;
+  }
+  if (status < 300) {
+    OnInvite2xx(call, response);
+    return;
+  }
+  context_.timers->Cancel(&call.target_timer);
+  // The transaction layer ACKs this final and absorbs its retransmissions: it is no
+  // longer an INVITE a CANCEL could reach.
+  call.b_invite = proto::kNoTransaction;
+  if (status < 400 && !call.cancelled) {
+    OnRedirect(call, response);
+    return;
+  }
+  OnInviteFinalFailure(call, status, response.reason_phrase(), &response);
+}
+
+void CallEngine::OnInvite2xx(Call& call, const SipMessage& response) {
+  std::string_view to_tag = response.to().tag;
+  if (call.b_acked || call.state == Call::State::kAnswered ||
+      call.state == Call::State::kConfirmed || call.cancelled) {
+    if (call.b_acked && !call.b_ack.empty() &&
+        (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
+      Send(call.b.peer, call.b_ack);  // a retransmitted 2xx: our ACK was lost
+      return;
+    }
+    if (call.state == Call::State::kAnswered &&
+        (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
+      return;  // retransmission before the caller's ACK: the ACK will follow it
+    }
+    ReleaseStray2xx(&call, response);
+    if (call.cancelled && !call.a_final_sent) FinishSearch(call);
+    return;
+  }
+  AcceptInvite2xx(call, response);
+}
+
+void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
+  // A 2xx after CANCEL, from a second fork or from an abandoned attempt: ACK it and
+  // release it with BYE so the callee does not believe in a call nobody will end. The
+  // response names everything needed: our From, the callee's To and Contact.
+  std::string target = response.contact_count()
+                           ? std::string(response.contacts()[0].address.uri.text)
+                           : std::string();
+  Peer destination;
+  proto::SipUri target_uri;
+  const bool routable = !target.empty() &&
+                        proto::ParseUri(target, &target_uri) == proto::UriError::kNone &&
+                        DestinationFor(target_uri, &destination);
+  if (!routable) {
+    if (call == nullptr || target.empty()) {
+      context_.counters->internal_bugs.Inc();
+      return;
+    }
+    destination = call->b.peer;
+  }
+  std::string ack = StrCat("ACK ", target, " SIP/2.0\r\nVia: SIP/2.0/UDP ", local_host_port_,
+                           ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\nMax-Forwards: 70\r\n",
+                           "From: ", response.from().text, "\r\nTo: ", response.to().text,
+                           "\r\nCall-ID: ", response.call_id(), "\r\nCSeq: ",
+                           response.cseq().number, " ACK\r\nContent-Length: 0\r\n\r\n");
+  context_.counters->requests_sent[static_cast<size_t>(Method::kAck)].Inc();
+  Send(destination, ack);
+  std::string branch = StrCat("z9hG4bKb2b", NewToken('y'));
+  std::string bye = StrCat("BYE ", target, " SIP/2.0\r\nVia: SIP/2.0/UDP ", local_host_port_,
+                           ";branch=", branch, ";rport\r\nMax-Forwards: 70\r\nFrom: ",
+                           response.from().text, "\r\nTo: ", response.to().text,
+                           "\r\nCall-ID: ", response.call_id(), "\r\nCSeq: ",
+                           response.cseq().number + 1, " BYE\r\nContent-Length: 0\r\n\r\n");
+  context_.counters->requests_sent[static_cast<size_t>(Method::kBye)].Inc();
+  transactions_->SendRequest(std::move(bye), branch, Method::kBye, destination, 0);
+}
+
+void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
+  context_.timers->Cancel(&call.timer_c);
+  context_.timers->Cancel(&call.target_timer);
+  // Establish the B-leg dialog (RFC 3261 12.1.2): the route set is the Record-Route in
+  // reverse order, the remote target the 2xx Contact.
+  call.b.remote_party = std::string(response.to().text);
+  call.b.remote_target = response.contact_count()
+                             ? std::string(response.contacts()[0].address.uri.text)
+                             : call.b_request_uri;
+  call.b.route_set.clear();
+  for (size_t i = response.record_route_count(); i > 0; --i)
+    call.b.route_set.emplace_back(response.record_routes()[i - 1].text);
+  call.b.remote_cseq = 0;
+  call.b_answer_body = std::string(response.body());
+  call.state = Call::State::kAnswered;
+  context_.counters->dialogs_active.Inc(2);
+  context_.counters->call_setup_seconds.Observe(
+      std::chrono::duration<double>(context_.clock->Now() - call.started).count());
+  if (call.in_redirect) {
+    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kAnswered)].Inc();
+    call.targets.MarkResult(static_cast<size_t>(call.current_target), TargetState::kAnswered, 200);
+    context_.counters->redirect_depth.Observe(call.max_depth_seen);
+    context_.counters->redirect_extra_delay_seconds.Observe(
+        std::chrono::duration<double>(context_.clock->Now() - call.first_redirect).count());
+  }
+  ArmTimer(call, &call.duration_timer, call.config->limits.max_call_duration, kMaxDuration);
+  AnswerCaller(call, response.status_code(), response.reason_phrase(),
+               PassedHeaders(response, call.config->headers), response.body(),
+               response.content_type());
+}
+
+void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
+  const int status = response.status_code();
+  const RedirectSettings& settings = SettingsFor(call);
+  context_.counters->redirects_received[static_cast<size_t>(ToRedirectCode(status))].Inc();
+  // Keep every Contact line verbatim: relay mode and relay_last_3xx send them back as is.
+  call.last_3xx_status = StrCat(status, " ", response.reason_phrase());
+  call.last_3xx_contacts.clear();
+  for (size_t i = 0; i < response.header_count(); ++i) {
+    const proto::HeaderField& h = response.headers()[i];
+    if (h.id == proto::HeaderId::kContact) AppendHeader(call.last_3xx_contacts, "Contact", h.value);
+  }
+  if (call.in_redirect && call.current_target >= 0)
+    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRedirected)].Inc();
+  if (settings.mode == RedirectMode::kRelay || status == 380) {
+    AnswerCaller(call, status, response.reason_phrase(), call.last_3xx_contacts, {}, {});
+    context_.counters->redirects_sent.Inc();
+    EndCall(call, CallOutcome::kRedirectSent);
+    return;
+  }
+  if (!call.in_redirect) {
+    call.in_redirect = true;
+    call.first_redirect = context_.clock->Now();
+  }
+  // The first 3xx comes from the original target (index 0), later ones from a target.
+  const int from = call.current_target < 0 ? 0 : call.current_target;
+  const int depth = call.targets.at(static_cast<size_t>(from)).depth + 1;
+  call.max_depth_seen = std::max(call.max_depth_seen, depth);
+  if (depth > settings.max_depth) {
+    call.depth_exceeded = true;
+    call.targets.MarkResult(static_cast<size_t>(from), TargetState::kRedirected,
+                            static_cast<uint16_t>(status));
+  } else {
+    MergeResult merged = call.targets.Merge(response, from, depth);
+    if (merged.loops > 0) {
+      call.loops += static_cast<int>(merged.loops);
+      context_.counters->redirect_loops_detected.Inc(merged.loops);
+      context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kSkippedAsLoop)].Inc(
+          merged.loops);
+    }
+    // 301: remember the best target for later calls to the same Request-URI.
+    if (status == 301 && call.current_target < 0 && settings.cache_301.entries > 0 && merged.added > 0) {
+      if (moved_permanently_.size() >= settings.cache_301.entries) moved_permanently_.clear();
+      if (!call.targets.pending_order().empty()) {
+        const Target& best = call.targets.at(call.targets.pending_order()[0]);
+        moved_permanently_[call.a_request_uri] = {best.request_uri,
+                                                  context_.clock->Now() + settings.cache_301.ttl};
+      }
+    }
+  }
+  if (settings.send_181 && !call.sent_181 && !call.a_final_sent) {
+    call.sent_181 = true;
+    std::string tag(call.a.local_party.substr(call.a.local_party.rfind(";tag=") + 5));
+    std::string out = call.a_head.Start(181, "Call Is Being Forwarded", tag);
+    AppendHeader(out, "Contact", contact_header_);
+    AppendBody(out, {}, {});
+    context_.counters->responses_sent[1].Inc();
+    transactions_->Respond(call.a_invite, 181, std::move(out));
+  }
+  if (!StartNextAttempt(call)) FinishSearch(call);
+}
+
+void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view reason,
+                                      const SipMessage* response) {
+  // Remember the best answer (RFC 3261 16.7) for when every attempt has failed; a
+  // timeout is not an answer (it makes the call unreachable, not rejected).
+  if (response != nullptr &&
+      (call.best_status == 0 || ResponseRank(status) < ResponseRank(call.best_status))) {
+    call.best_status = status;
+    call.best_reason = std::string(reason);
+    call.best_extra = response ? PassedHeaders(*response, call.config->headers) : std::string();
+  }
+  if (call.cancelled) {
+    FinishSearch(call);
+    return;
+  }
+  if (call.in_redirect) {
+    const RedirectSettings& settings = SettingsFor(call);
+    bool timeout = response == nullptr;
+    context_.counters->redirect_targets[static_cast<size_t>(
+        timeout ? TargetOutcome::kTimeout : TargetOutcome::kFailed)].Inc();
+    call.targets.MarkResult(static_cast<size_t>(call.current_target),
+                            timeout ? TargetState::kTimedOut : TargetState::kFailed,
+                            static_cast<uint16_t>(status));
+    StrAppend(&call.record, " ",
+                    call.targets.at(static_cast<size_t>(call.current_target)).request_uri, "=",
+                    status);
+    if (status >= 600 || !(timeout || settings.TryNextOn(status))) {
+      // 6xx ends the search (RFC 3261 16.7); other finals go to the caller as they are.
+      call.best_status = status;
+      call.best_reason = std::string(reason);
+      call.in_redirect = true;
+      AnswerCaller(call, status, reason, call.best_extra, {}, {});
+      context_.counters->redirect_failures[static_cast<size_t>(RedirectFailure::kExhausted)].Inc();
+      EndCall(call, CallOutcome::kRedirectFailed);
+      return;
+    }
+    if (!StartNextAttempt(call)) FinishSearch(call);
+    return;
+  }
+  if ((response == nullptr || call.config->failover_on.Contains(status)) &&
+      call.next_hop < call.hops.size()) {
+    if (StartNextAttempt(call)) return;
+  }
+  FinishSearch(call);
+}
+
+void CallEngine::OnClientFailure(TransactionId id, uint64_t cookie, proto::ClientFailure failure) {
+  auto it = calls_.find(cookie);
+  if (it == calls_.end()) return;
+  Call& call = *it->second;
+  if (id == call.b_invite) {
+    if (call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed) return;
+    OnInviteFinalFailure(call, 408, "Request Timeout", nullptr);
+    return;
+  }
+  auto relay = call.relays.find(id);
+  if (relay == call.relays.end()) return;
+  Call::Relay r = std::move(relay->second);
+  call.relays.erase(relay);
+  std::string out = r.head.Start(408, "Request Timeout", {});
+  AppendBody(out, {}, {});
+  transactions_->Respond(r.server, 408, std::move(out));
+  if (r.method == Method::kInvite) call.reinvite_pending = false;
+}
+
+void CallEngine::OnCancel(TransactionId invite, const SipMessage& cancel) {
+  Call* found = FindByCallId(cancel.call_id());
+  if (found == nullptr || found->a_invite != invite) return;
+  Call& call = *found;
+  if (call.a_final_sent) return;
+  CancelCall(call);
+}
+
+void CallEngine::CancelCall(Call& call) {
+  call.cancelled = true;
+  call.parked = false;
+  context_.timers->Cancel(&call.target_timer);
+  AnswerCaller(call, 487, "Request Terminated", {}, {}, {});
+  if (call.in_redirect) {
+    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kCancelled)].Inc();
+  }
+  if (call.b_invite != proto::kNoTransaction && !call.b_cancel_sent) {
+    call.b_cancel_sent = true;
+    std::string out = StrCat("CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via,
+                                   "\r\n", call.b_route_lines, "Max-Forwards: 70\r\nFrom: ",
+                                   call.b.local_party, "\r\nTo: ", call.b_to, "\r\nCall-ID: ",
+                                   call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
+                                   " CANCEL\r\nContent-Length: 0\r\n\r\n");
+    context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
+    transactions_->SendCancel(call.b_invite, std::move(out));
+    // The B-leg's 487 ends the call; if it never comes, this guard does.
+    ArmTimer(call, &call.cancel_guard, call.config->timers.t1 * 64, kCancelGuard);
+    return;
+  }
+  FinishSearch(call);
+}
+
+void CallEngine::SendAckToB(Call& call, uint32_t cseq, std::string_view body,
+                            std::string_view content_type) {
+  std::string out;
+  StrAppend(&out, "ACK ", call.b.remote_target, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+                  local_host_port_, ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\n");
+  for (const std::string& route : call.b.route_set) AppendHeader(out, "Route", route);
+  StrAppend(&out, "Max-Forwards: 70\r\n");
+  AppendHeader(out, "From", call.b.local_party);
+  AppendHeader(out, "To", call.b.remote_party);
+  AppendHeader(out, "Call-ID", call.b.call_id);
+  StrAppend(&out, "CSeq: ", cseq, " ACK\r\n");
+  AppendBody(out, body, content_type);
+  context_.counters->requests_sent[static_cast<size_t>(Method::kAck)].Inc();
+  Send(call.b.peer, out);
+  if (cseq == call.b_invite_cseq) call.b_ack = std::move(out);
+}
+
+void CallEngine::OnAck(const SipMessage& ack, const Peer& source) {
+  context_.counters->requests_received[static_cast<size_t>(Method::kAck)].Inc();
+  Call* found = FindByCallId(ack.call_id());
+  if (found == nullptr) return;
+  Call& call = *found;
+  const bool from_a = ack.call_id() == call.a.call_id;
+  if (from_a && call.state == Call::State::kAnswered &&
+      ack.cseq().number == call.a_invite_cseq) {
+    // The caller confirmed our 2xx: stop retransmitting and ACK the callee end to end,
+    // with the caller's SDP when the offer came late (in the 2xx).
+    context_.timers->Cancel(&call.a_2xx_timer);
+    call.state = Call::State::kConfirmed;
+    SendAckToB(call, call.b_invite_cseq, ack.body(), ack.content_type());
+    call.b_acked = true;
+    return;
+  }
+  if (call.reinvite_pending && from_a == call.reinvite_from_a &&
+      ack.cseq().number == call.reinvite_ack_cseq_in) {
+    call.reinvite_pending = false;
+    context_.timers->Cancel(&call.reinvite_2xx_timer);
+    if (from_a) {
+      SendAckToB(call, call.reinvite_ack_cseq_out, ack.body(), ack.content_type());
+    } else {
+      std::string out;
+      StrAppend(&out, "ACK ", call.a.remote_target, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+                      local_host_port_, ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\n");
+      for (const std::string& route : call.a.route_set) AppendHeader(out, "Route", route);
+      StrAppend(&out, "Max-Forwards: 70\r\n");
+      AppendHeader(out, "From", call.a.local_party);
+      AppendHeader(out, "To", call.a.remote_party);
+      AppendHeader(out, "Call-ID", call.a.call_id);
+      StrAppend(&out, "CSeq: ", call.reinvite_ack_cseq_out, " ACK\r\n");
+      AppendBody(out, ack.body(), ack.content_type());
+      Send(call.a.peer, out);
+    }
+  }
+}
+
+void CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method method,
+                                     std::string_view method_text, std::string_view extra,
+                                     std::string_view body, std::string_view content_type,
+                                     uint64_t relay_key) {
+  Dialog& dialog = to_b_leg ? call.b : call.a;
+  std::string branch = StrCat("z9hG4bKb2b", NewToken('r'));
+  uint32_t cseq = dialog.local_cseq++;
+  std::string out;
+  out.reserve(512 + body.size() + extra.size());
+  StrAppend(&out, method_text, " ", dialog.remote_target, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+                  local_host_port_, ";branch=", branch, ";rport\r\n");
+  for (const std::string& route : dialog.route_set) AppendHeader(out, "Route", route);
+  StrAppend(&out, "Max-Forwards: 70\r\n");
+  AppendHeader(out, "From", dialog.local_party);
+  AppendHeader(out, "To", dialog.remote_party);
+  AppendHeader(out, "Call-ID", dialog.call_id);
+  StrAppend(&out, "CSeq: ", cseq, " ", method_text, "\r\n");
+  if (method == Method::kInvite || method == Method::kUpdate || method == Method::kNotify ||
+      method == Method::kRefer || method == Method::kSubscribe)
+    AppendHeader(out, "Contact", contact_header_);
+  StrAppend(&out, extra);
+  AppendBody(out, body, content_type);
+  context_.counters->requests_sent[static_cast<size_t>(method)].Inc();
+  TransactionId id = transactions_->SendRequest(std::move(out), branch, method, dialog.peer,
+                                                call.cookie);
+  if (method == Method::kInvite) call.reinvite_ack_cseq_out = cseq;
+  if (relay_key != 0 && id != proto::kNoTransaction) {
+    (void)relay_key;
+  }
+  if (id != proto::kNoTransaction) call.relays[id].method = method;
+  // The caller fills in the rest of the relay entry through `last_relay_id_`.
+  last_relay_id_ = id;
+}
+
+void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessage& request,
+                                   const Peer& source) {
+  const bool from_a = request.call_id() == call.a.call_id;
+  Dialog& incoming = from_a ? call.a : call.b;
+  const Method method = request.method();
+  if (from_a && call.state != Call::State::kConfirmed && call.state != Call::State::kAnswered &&
+      method != Method::kBye) {
+    RespondStateless(id, request, 481, "Call/Transaction Does Not Exist", {});
+    return;
+  }
+  incoming.remote_cseq = request.cseq().number;
+  if (method == Method::kBye) {
+    // Answer at once and release the other leg: a BYE is never refused.
+    RespondStateless(id, request, 200, "OK", {});
+    if (from_a && !call.a_final_sent) {
+      // A BYE in the caller's early dialog ends the INVITE like a CANCEL (RFC 3261 15).
+      CancelCall(call);
+      return;
+    }
+    if (call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed) {
+      SendInDialogRequest(call, from_a, Method::kBye, "BYE", {}, {}, {}, 0);
+      call.relays.erase(last_relay_id_);
+    }
+    HangUp(call, CallOutcome::kAnswered);
+    return;
+  }
+  if (method == Method::kInvite || method == Method::kUpdate) {
+    if (call.reinvite_pending) {
+      RespondStateless(id, request, 491, "Request Pending", "Retry-After: 1\r\n");
+      return;
+    }
+  }
+  if (method == Method::kInvite && !from_a) {
+    // Refresh where the callee can be reached; the route set stays (RFC 3261 12.2).
+    if (request.contact_count())
+      call.b.remote_target = std::string(request.contacts()[0].address.uri.text);
+  } else if (method == Method::kInvite && request.contact_count()) {
+    call.a.remote_target = std::string(request.contacts()[0].address.uri.text);
+  }
+  SendInDialogRequest(call, from_a, method, request.method_text(),
+                      PassedHeaders(request, call.config->headers), request.body(),
+                      request.content_type(), 1);
+  if (last_relay_id_ == proto::kNoTransaction) {
+    RespondStateless(id, request, 500, "Server Internal Error", {});
+    return;
+  }
+  Call::Relay& relay = call.relays[last_relay_id_];
+  relay.server = id;
+  relay.head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
+  relay.method = method;
+  relay.from_a = from_a;
+  if (method == Method::kInvite) {
+    call.reinvite_pending = true;
+    call.reinvite_from_a = from_a;
+    call.reinvite_ack_cseq_in = request.cseq().number;
+  }
+}
+
+void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessage& response) {
+  auto it = call.relays.find(id);
+  if (it == call.relays.end()) return;
+  const int status = response.status_code();
+  if (status == 100) return;
+  Call::Relay& relay = it->second;
+  if (relay.server == proto::kNoTransaction) {
+    if (status >= 200) call.relays.erase(it);
+    return;
+  }
+  std::string out = relay.head.Start(status, response.reason_phrase(), {});
+  if (status < 300 && (relay.method == Method::kInvite || relay.method == Method::kUpdate))
+    AppendHeader(out, "Contact", contact_header_);
+  if (status >= 200 && status < 300 && relay.method == Method::kInvite) {
+    // The answering leg's 2xx is ACKed when the offering leg ACKs ours (end to end).
+    Dialog& answering = relay.from_a ? call.b : call.a;
+    if (response.contact_count())
+      answering.remote_target = std::string(response.contacts()[0].address.uri.text);
+  } else if (status >= 300 && relay.method == Method::kInvite) {
+    call.reinvite_pending = false;
+  }
+  StrAppend(&out, PassedHeaders(response, call.config->headers));
+  AppendBody(out, response.body(), response.content_type());
+  context_.counters->responses_sent[status / 100].Inc();
+  if (status >= 200 && status < 300 && relay.method == Method::kInvite) {
+    // Like the first 2xx, a re-INVITE's 2xx is ours to retransmit until its ACK.
+    call.reinvite_2xx = out;
+    call.reinvite_2xx_peer = *transactions_->ResponseDestination(relay.server);
+    call.reinvite_2xx_interval = call.config->timers.t1;
+    call.reinvite_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
+    ArmTimer(call, &call.reinvite_2xx_timer, call.reinvite_2xx_interval, kReInvite2xxRetransmit);
+  }
+  transactions_->Respond(relay.server, status, std::move(out));
+  if (status >= 200) call.relays.erase(it);
+}
+
+void CallEngine::OnStrayResponse(const SipMessage& response, const Peer& source) {
+  context_.counters->responses_received[response.status_code() / 100].Inc();
+  if (response.cseq().method != Method::kInvite || response.status_code() / 100 != 2) return;
+  // A 2xx retransmitted after its transaction ended: re-send our ACK if we know the call.
+  Call* call = FindByCallId(response.call_id());
+  if (call != nullptr && call->b_acked && !call->b_ack.empty() &&
+      response.cseq().number == call->b_invite_cseq) {
+    Send(call->b.peer, call->b_ack);
+    return;
+  }
+  if (call != nullptr && response.cseq().number == call->reinvite_ack_cseq_out) return;
+}
+
+void CallEngine::SendA2xx(Call& call) { Send(call.a_response_peer, call.a_2xx); }
+
+void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
+  auto it = calls_.find(cookie);
+  if (it == calls_.end()) return;
+  Call& call = *it->second;
+  switch (kind) {
+    case kTimerC:
+      call.timer_c = {};
+      if (call.state == Call::State::kTrying || call.state == Call::State::kEarly) {
+        // No answer in time: cancel the B-leg and tell the caller (RFC 3261 16.8).
+        call.cancelled = true;
+        if (call.b_invite != proto::kNoTransaction && !call.b_cancel_sent) {
+          call.b_cancel_sent = true;
+          std::string out = StrCat(
+              "CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via, "\r\n",
+              call.b_route_lines, "Max-Forwards: 70\r\nFrom: ", call.b.local_party, "\r\nTo: ",
+              call.b_to, "\r\nCall-ID: ", call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
+              " CANCEL\r\nContent-Length: 0\r\n\r\n");
+          transactions_->SendCancel(call.b_invite, std::move(out));
+        }
+        AnswerCaller(call, 408, "Request Timeout",
+                     "Reason: SIP;cause=408;text=\"no answer\"\r\n", {}, {});
+        EndCall(call, CallOutcome::kNoAnswer);
+      }
+      return;
+    case kTargetTimeout:
+      call.target_timer = {};
+      if ((call.state == Call::State::kTrying || call.state == Call::State::kEarly) &&
+          call.in_redirect && !call.cancelled) {
+        // This target rang too long: cancel it and move on.
+        if (call.b_invite != proto::kNoTransaction && !call.b_cancel_sent) {
+          std::string out = StrCat(
+              "CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via, "\r\n",
+              call.b_route_lines, "Max-Forwards: 70\r\nFrom: ", call.b.local_party, "\r\nTo: ",
+              call.b_to, "\r\nCall-ID: ", call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
+              " CANCEL\r\nContent-Length: 0\r\n\r\n");
+          transactions_->SendCancel(call.b_invite, std::move(out));
+        }
+        call.b_invite = proto::kNoTransaction;  // its 487 is no longer ours to relay
+        OnInviteFinalFailure(call, 408, "Request Timeout", nullptr);
+      }
+      return;
+    case kA2xxRetransmit:
+      call.a_2xx_timer = {};
+      if (call.state != Call::State::kAnswered) return;
+      if (context_.clock->Now() >= call.a_2xx_deadline) {
+        // No ACK within 64*T1 (RFC 3261 13.3.1.4): confirm the callee, then BYE both legs.
+        SendAckToB(call, call.b_invite_cseq, {}, {});
+        call.b_acked = true;
+        call.state = Call::State::kConfirmed;
+        SendInDialogRequest(call, true, Method::kBye, "BYE", {}, {}, {}, 0);
+        call.relays.erase(last_relay_id_);
+        SendInDialogRequest(call, false, Method::kBye, "BYE", {}, {}, {}, 0);
+        call.relays.erase(last_relay_id_);
+        EndCall(call, CallOutcome::kAnswered);
+        return;
+      }
+      SendA2xx(call);
+      ++call.a_2xx_sends;
+      context_.counters->retransmissions_sent.Inc();
+      call.a_2xx_interval = std::min<proto::Duration>(call.a_2xx_interval * 2,
+                                                      call.config->timers.t2);
+      // The last wait ends exactly at 64*T1, not at the next doubling.
+      ArmTimer(call, &call.a_2xx_timer,
+               std::min<proto::Duration>(call.a_2xx_interval,
+                                         call.a_2xx_deadline - context_.clock->Now()),
+               kA2xxRetransmit);
+      return;
+    case kMaxDuration:
+      call.duration_timer = {};
+      if (call.state == Call::State::kConfirmed || call.state == Call::State::kAnswered) {
+        SendInDialogRequest(call, true, Method::kBye, "BYE", {}, {}, {}, 0);
+        call.relays.erase(last_relay_id_);
+        SendInDialogRequest(call, false, Method::kBye, "BYE", {}, {}, {}, 0);
+        call.relays.erase(last_relay_id_);
+        EndCall(call, CallOutcome::kAnswered);
+      }
+      return;
+    case kReInvite2xxRetransmit:
+      call.reinvite_2xx_timer = {};
+      if (!call.reinvite_pending || context_.clock->Now() >= call.reinvite_2xx_deadline) return;
+      Send(call.reinvite_2xx_peer, call.reinvite_2xx);
+      context_.counters->retransmissions_sent.Inc();
+      call.reinvite_2xx_interval =
+          std::min<proto::Duration>(call.reinvite_2xx_interval * 2, call.config->timers.t2);
+      ArmTimer(call, &call.reinvite_2xx_timer,
+               std::min<proto::Duration>(call.reinvite_2xx_interval,
+                                         call.reinvite_2xx_deadline - context_.clock->Now()),
+               kReInvite2xxRetransmit);
+      return;
+    case kCancelGuard:
+      call.cancel_guard = {};
+      FinishSearch(call);
+      return;
+    default:
+      context_.counters->internal_bugs.Inc();
+      return;
+  }
+}
+
+void CallEngine::HangUp(Call& call, CallOutcome outcome) { EndCall(call, outcome); }
+
+void CallEngine::EndCall(Call& call, CallOutcome outcome) {
+  if (call.state == Call::State::kEnding) return;
+  const bool had_dialogs =
+      call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed;
+  call.state = Call::State::kEnding;
+  context_.timers->Cancel(&call.timer_c);
+  context_.timers->Cancel(&call.target_timer);
+  context_.timers->Cancel(&call.a_2xx_timer);
+  context_.timers->Cancel(&call.duration_timer);
+  context_.timers->Cancel(&call.cancel_guard);
+  context_.timers->Cancel(&call.reinvite_2xx_timer);
+  if (had_dialogs) context_.counters->dialogs_active.Dec(2);
+  context_.counters->calls_ended[static_cast<size_t>(outcome)].Inc();
+  context_.counters->calls_active.Dec();
+  calls_by_call_id_.erase(call.a.call_id);
+  calls_by_call_id_.erase(call.b.call_id);
+  auto it = calls_.find(call.cookie);
+  if (it != calls_.end()) {
+    // Freed after the current callback returns (Envoy's deferred delete).
+    ended_.push_back(std::move(it->second));
+    calls_.erase(it);
+  }
+}
+
+void CallEngine::CollectEndedCalls() { ended_.clear(); }
+
+}  // namespace b2bua

@@ -1,0 +1,173 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "b2bua/config.h"
+#include "b2bua/redirect_policy.h"
+#include "b2bua/shard_counters.h"
+#include "b2bua/target_set.h"
+#include "proto/clock.h"
+#include "proto/sip_message.h"
+#include "proto/timer_wheel.h"
+#include "proto/transaction.h"
+#include "proto/transport.h"
+
+namespace b2bua {
+
+/// Transparent std::string_view hashing: Debian's abseil has its own string_view type, so
+/// its default heterogeneous lookup does not take ours.
+struct ViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+struct ViewEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+
+/// What a shard's CallEngine needs from its shard. Passed explicitly, never global.
+struct ShardContext {
+  uint32_t shard_index = 0;
+  uint32_t shard_count = 1;
+  const proto::Clock* clock = nullptr;
+  proto::TimerWheel* timers = nullptr;
+  proto::MessageSink* sink = nullptr;
+  ShardCounters* counters = nullptr;
+  /// The address the B2BUA listens on; written into Via and Contact.
+  proto::NetAddress local_address;
+};
+
+/// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
+/// prefix, every other Call-ID is hashed. Pure, so every shard computes the same owner
+/// without a shared table. Safe from any thread.
+uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count);
+
+/// One side of a bridged call, seen from the B2BUA: the dialog state RFC 3261 12.1 keeps.
+struct Dialog {
+  std::string call_id;
+  std::string local_party;   // our From (B-leg) or To (A-leg) value, with our tag
+  std::string remote_party;  // the peer's name-addr, with its tag once known
+  std::string remote_target; // the peer's Contact URI
+  std::vector<std::string> route_set;  // Route values in the order they are sent
+  uint32_t local_cseq = 0;
+  uint32_t remote_cseq = 0;
+  proto::Peer peer;          // where in-dialog requests to this side go
+};
+
+/// The B2BUA core of one shard: bridges the A-leg (the caller's dialog, where the B2BUA is
+/// the UAS) and the B-leg (towards the callee, where it is the UAC), routes, fails over
+/// across next hops and follows 3xx redirects for the caller. Everything here runs on the
+/// owning shard's thread; nothing is shared.
+class CallEngine final : public proto::TransactionUser, public proto::TimerHandler {
+ public:
+  CallEngine(const ShardContext& context, std::shared_ptr<const Config> config);
+  ~CallEngine() override;
+
+  /// Owning shard only. Must be called once before any message arrives.
+  void SetTransactionLayer(proto::TransactionLayer* layer) { transactions_ = layer; }
+  /// Owning shard only. New calls use `config`; live calls keep the snapshot they began with.
+  void SetConfig(std::shared_ptr<const Config> config) { config_ = std::move(config); }
+  /// Owning shard only. Replaces the shipped policy (the application decision hook).
+  void SetRedirectPolicy(RedirectPolicy* policy) { policy_override_ = policy; }
+  /// Owning shard only. Resumes a redirect search parked on a kPending decision.
+  void ResumeRedirect(uint64_t call_cookie, PolicyDecision decision);
+
+  /// Owning shard only. Refuse new calls with 503 from now on (SIGTERM drain).
+  void StartDraining() { draining_ = true; }
+  size_t active_calls() const { return calls_.size(); }
+
+  /// Owning shard only. Frees calls that ended during the last turn (deferred deletion).
+  void CollectEndedCalls();
+
+  // proto::TransactionUser
+  void OnRequest(proto::TransactionId id, const proto::SipMessage& request,
+                 const proto::Peer& source) override;
+  void OnAck(const proto::SipMessage& ack, const proto::Peer& source) override;
+  void OnCancel(proto::TransactionId invite, const proto::SipMessage& cancel) override;
+  void OnResponse(proto::TransactionId id, uint64_t cookie,
+                  const proto::SipMessage& response) override;
+  void OnStrayResponse(const proto::SipMessage& response, const proto::Peer& source) override;
+  void OnClientFailure(proto::TransactionId id, uint64_t cookie,
+                       proto::ClientFailure failure) override;
+
+  // proto::TimerHandler
+  void OnTimer(uint32_t kind, uint64_t cookie) override;
+
+  struct Call;
+
+ private:
+  struct Cached301 {
+    std::string target;
+    proto::TimePoint expires;
+  };
+
+  void OnNewInvite(proto::TransactionId id, const proto::SipMessage& request,
+                   const proto::Peer& source);
+  void OnOutOfDialogRequest(proto::TransactionId id, const proto::SipMessage& request,
+                            const proto::Peer& source);
+  void OnInDialogRequest(Call& call, proto::TransactionId id, const proto::SipMessage& request,
+                         const proto::Peer& source);
+  void OnInviteResponse(Call& call, const proto::SipMessage& response);
+  void OnInviteFinalFailure(Call& call, int status, std::string_view reason,
+                            const proto::SipMessage* response);
+  void OnRedirect(Call& call, const proto::SipMessage& response);
+  void OnInvite2xx(Call& call, const proto::SipMessage& response);
+  void AcceptInvite2xx(Call& call, const proto::SipMessage& response);
+  void ReleaseStray2xx(Call* call, const proto::SipMessage& response);
+  void CancelCall(Call& call);
+  void OnRelayedResponse(Call& call, proto::TransactionId id, const proto::SipMessage& response);
+
+  /// Starts the next B-leg attempt (next hop or redirect target); false when none is left.
+  bool StartNextAttempt(Call& call);
+  /// Sends the INVITE for redirect target `index` under `decision`; false when it was not sent.
+  bool AttemptTarget(Call& call, size_t index, PolicyDecision decision);
+  void RefuseTarget(Call& call, size_t index);
+  bool SendBLegInvite(Call& call, std::string_view request_uri, const proto::Peer& destination,
+                      std::string_view proxy_route);
+  void FinishSearch(Call& call);
+  void AnswerCaller(Call& call, int status, std::string_view reason, std::string_view extra,
+                    std::string_view body, std::string_view content_type);
+  void RespondStateless(proto::TransactionId id, const proto::SipMessage& request, int status,
+                        std::string_view reason, std::string_view extra);
+  void SendInDialogRequest(Call& call, bool to_b_leg, proto::Method method,
+                           std::string_view method_text, std::string_view extra,
+                           std::string_view body, std::string_view content_type,
+                           uint64_t relay_key);
+  void SendAckToB(Call& call, uint32_t cseq, std::string_view body, std::string_view content_type);
+  void SendA2xx(Call& call);
+  void HangUp(Call& call, CallOutcome outcome);
+  void EndCall(Call& call, CallOutcome outcome);
+  void ArmTimer(Call& call, proto::TimerId* timer, proto::Duration delay, uint32_t kind);
+  bool Send(const proto::Peer& to, std::string_view bytes);
+
+  Call* FindByCallId(std::string_view call_id);
+  bool NamesSelf(const proto::SipUri& uri) const;
+  bool DestinationFor(const proto::SipUri& uri, proto::Peer* out) const;
+  std::string NewToken(char kind);
+  const RedirectSettings& SettingsFor(const Call& call) const;
+  PolicyDecision DecideTarget(Call& call, const Target& target);
+
+  ShardContext context_;
+  std::shared_ptr<const Config> config_;
+  proto::TransactionLayer* transactions_ = nullptr;
+  RedirectPolicy* policy_override_ = nullptr;
+  bool draining_ = false;
+  uint64_t next_call_cookie_ = 1;
+  uint64_t token_counter_ = 0;
+  proto::TransactionId last_relay_id_ = proto::kNoTransaction;  // set by SendInDialogRequest
+  std::string local_host_port_;  // "127.0.0.1:5060" or "[::1]:5060"
+  std::string contact_header_;   // "<sip:b2bua@127.0.0.1:5060>"
+
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
+  absl::flat_hash_map<std::string, uint64_t, ViewHash, ViewEq> calls_by_call_id_;  // both legs' Call-IDs
+  std::vector<std::unique_ptr<Call>> ended_;
+  absl::flat_hash_map<std::string, Cached301, ViewHash, ViewEq> moved_permanently_;
+};
+
+}  // namespace b2bua

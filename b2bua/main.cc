@@ -1,0 +1,137 @@
+// The b2bua binary: flags, config, shards, metrics endpoint and signals. Wiring only.
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "b2bua/config.h"
+#include "b2bua/shard.h"
+#include "metrics/exporter.h"
+#include "metrics/http_server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:5060",
+          "SIP address IP:PORT (UDP; [v6]:PORT for IPv6). Every shard binds it with SO_REUSEPORT.");
+ABSL_FLAG(uint32_t, shards, 0,
+          "Worker shards, one thread each; 0 means one per CPU core.");
+ABSL_FLAG(std::string, config, "",
+          "YAML file with routes, redirect policy, limits and timers "
+          "(see deploy/b2bua.example.yaml). Empty: the embedded default config.");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Prometheus endpoint IP:PORT serving /metrics, /healthz and /readyz. Empty disables it.");
+ABSL_FLAG(std::string, log_level, "info", "error, warning, info or debug.");
+ABSL_FLAG(std::string, dns_server, "",
+          "DNS resolver IP:PORT for RFC 3263 lookups (default: /etc/resolv.conf).");
+
+namespace {
+
+constexpr std::string_view kVersion = "0.2.0";
+
+int LogLevel(const std::string& name) {
+  if (name == "error") return 0;
+  if (name == "warning") return 1;
+  if (name == "debug") return 3;
+  return 2;
+}
+
+void Log(int level, int threshold, const std::string& line) {
+  static constexpr const char* kNames[] = {"error", "warning", "info", "debug"};
+  if (level <= threshold) std::fprintf(stderr, "b2bua %s: %s\n", kNames[level], line.c_str());
+}
+
+absl::StatusOr<std::shared_ptr<const b2bua::Config>> LoadConfig(const std::string& path) {
+  return path.empty() ? b2bua::DefaultConfig() : b2bua::LoadConfigFile(path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Carrier-grade SIP back-to-back user agent that follows 3xx redirects for its callers.\n"
+      "Usage: b2bua [--listen=IP:PORT] [--shards=N] [--config=FILE] [--metrics_listen=IP:PORT]");
+  absl::ParseCommandLine(argc, argv);
+  const int log_level = LogLevel(absl::GetFlag(FLAGS_log_level));
+
+  // Signals are taken synchronously by the main thread; the shards never see them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    Log(0, log_level, absl::StrCat("config refused: ", config.status().message()));
+    return 2;
+  }
+  b2bua::ShardGroupOptions options;
+  if (!b2bua::proto::NetAddress::ParseIpPort(absl::GetFlag(FLAGS_listen), &options.listen)) {
+    Log(0, log_level, absl::StrCat("--listen: '", absl::GetFlag(FLAGS_listen),
+                                   "' is not IP:PORT"));
+    return 2;
+  }
+  options.shards = absl::GetFlag(FLAGS_shards);
+  if (options.shards == 0) options.shards = std::max(1u, std::thread::hardware_concurrency());
+
+  b2bua::ShardGroup group(options);
+  if (absl::Status status = group.Start(*config); !status.ok()) {
+    Log(0, log_level, absl::StrCat("start: ", status.message()));
+    return 1;
+  }
+  std::atomic<bool> draining{false};
+  b2bua::metrics::MetricsRegistry registry(group.counters(), kVersion);
+  std::unique_ptr<b2bua::metrics::MetricsHttpServer> http;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    auto server = b2bua::metrics::MetricsHttpServer::Start(
+        absl::GetFlag(FLAGS_metrics_listen), [&registry] { return registry.Render(); },
+        [&group, &draining] { return group.running() && !draining.load(); });
+    if (!server.ok()) {
+      Log(0, log_level, absl::StrCat("metrics: ", server.status().message()));
+      group.Stop();
+      return 1;
+    }
+    http = std::move(*server);
+  }
+  Log(2, log_level,
+      absl::StrCat("listening on ", group.local_address().ToString(), " udp with ", group.size(),
+                   " shards; metrics on ", absl::GetFlag(FLAGS_metrics_listen), "; config ",
+                   (*config)->source));
+
+  for (;;) {
+    int signal_number = 0;
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number == SIGHUP) {
+      // Reload: new calls take the new routes and policy; a broken file changes nothing.
+      auto reloaded = LoadConfig(config_path);
+      if (!reloaded.ok()) {
+        Log(1, log_level, absl::StrCat("reload refused, keeping the old config: ",
+                                       reloaded.status().message()));
+        continue;
+      }
+      group.UpdateConfig(*reloaded);
+      Log(2, log_level, absl::StrCat("config reloaded from ", (*reloaded)->source));
+      continue;
+    }
+    break;  // SIGTERM or SIGINT
+  }
+  // Drain: refuse new calls, let live ones end, up to the drain limit.
+  draining = true;
+  group.StartDraining();
+  const auto limit = std::chrono::steady_clock::now() + (*config)->limits.drain_timeout;
+  while (group.ActiveCalls() > 0 && std::chrono::steady_clock::now() < limit)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Log(2, log_level, absl::StrCat("stopping with ", group.ActiveCalls(), " calls still up"));
+  if (http) http->Stop();
+  group.Stop();
+  return 0;
+}

@@ -1,0 +1,288 @@
+#include "b2bua/shard.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdio>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "b2bua/call_engine.h"
+#include "b2bua/shard_mailbox.h"
+#include "proto/sip_builder.h"
+#include "proto/sip_parser.h"
+#include "proto/sip_validate.h"
+#include "proto/timer_wheel.h"
+#include "proto/transaction.h"
+#include "proto/udp_transport.h"
+
+namespace b2bua {
+
+namespace asio = boost::asio;
+
+struct ShardGroup::Rings {
+  Rings(size_t shards, size_t capacity) : mailbox(shards, capacity) {}
+  ShardMailbox<Envelope> mailbox;
+};
+
+/// One shard: a thread, its io_context, its socket, parser, transactions, calls and timers.
+/// Every member is touched only by the shard's own thread, except the atomic wake flag.
+class Shard final : public proto::DatagramHandler {
+ public:
+  Shard(ShardGroup& group, uint32_t index, std::shared_ptr<const Config> config)
+      : group_(group),
+        index_(index),
+        config_(std::move(config)),
+        counters_(std::make_unique<ShardCounters>()),
+        timers_(clock_),
+        work_(asio::make_work_guard(io_)),
+        tick_(io_) {}
+
+  absl::Status Open(const proto::NetAddress& listen) {
+    proto::UdpOptions udp;
+    udp.socket_buffer_bytes = static_cast<int>(config_->udp.socket_buffer_bytes);
+    udp.max_datagram_bytes = config_->udp.max_datagram_bytes;
+    auto transport = proto::UdpTransport::Open(io_, listen, udp);
+    if (!transport.ok()) return transport.status();
+    udp_ = std::move(*transport);
+    ShardContext context;
+    context.shard_index = index_;
+    context.shard_count = static_cast<uint32_t>(group_.options_.shards);
+    context.clock = &clock_;
+    context.timers = &timers_;
+    context.sink = udp_.get();
+    context.counters = counters_.get();
+    context.local_address = udp_->local_address();
+    engine_ = std::make_unique<CallEngine>(context, config_);
+    proto::TransactionConfig txn;
+    txn.t1 = config_->timers.t1;
+    txn.t2 = config_->timers.t2;
+    txn.t4 = config_->timers.t4;
+    transactions_ = std::make_unique<proto::TransactionLayer>(txn, timers_, *udp_, *engine_);
+    engine_->SetTransactionLayer(transactions_.get());
+    return absl::OkStatus();
+  }
+
+  const proto::NetAddress& local_address() const { return udp_->local_address(); }
+  const ShardCounters& counters() const { return *counters_; }
+  const ShardCounters* counters_ptr() const { return counters_.get(); }
+
+  /// Shard thread. Runs until Stop().
+  void Run() {
+    udp_->Start(this);
+    ArmTick();
+    io_.run();
+  }
+
+  /// Safe from any thread.
+  void Stop() {
+    asio::post(io_, [this] {
+      udp_->Close();
+      tick_.cancel();
+      work_.reset();
+      io_.stop();
+    });
+  }
+
+  /// Safe from any thread.
+  void UpdateConfig(std::shared_ptr<const Config> config) {
+    asio::post(io_, [this, config = std::move(config)]() mutable {
+      config_ = config;
+      engine_->SetConfig(std::move(config));
+    });
+  }
+
+  /// Safe from any thread.
+  void StartDraining() {
+    asio::post(io_, [this] { engine_->StartDraining(); });
+  }
+
+  /// Safe from any thread. Runs DrainInbox on the shard; the mailbox's wake-pending flag
+  /// makes sure one wake-up is posted per batch and none is lost.
+  void Wake() {
+    asio::post(io_, [this] { DrainInbox(); });
+  }
+
+  // proto::DatagramHandler
+  void OnDatagram(std::string_view bytes, const proto::Peer& source) override {
+    counters_->datagrams_received.Inc();
+    counters_->bytes_received.Inc(bytes.size());
+    proto::ParseResult result = parser_.Parse(bytes, proto::Framing::kDatagram, &message_);
+    if (result.status == proto::ParseStatus::kKeepAlive) return;
+    if (result.status != proto::ParseStatus::kComplete) {
+      counters_->parse_errors[static_cast<size_t>(result.problem.defect)].Inc();
+      AnswerProblem(source, result.problem, {});
+      return;
+    }
+    const uint32_t owner = ShardForCallId(message_.call_id(), group_.options_.shards);
+    if (owner != index_) {
+      // Another shard owns this call: pass a copy through the ring.
+      if (!group_.Handoff(index_, owner, Envelope{std::string(bytes), source}))
+        counters_->datagrams_dropped[static_cast<size_t>(DropReason::kQueueFull)].Inc();
+      else
+        counters_->handoffs_sent.Inc();
+      return;
+    }
+    Dispatch(source);
+  }
+
+  void OnBatchEnd() override { EndTurn(); }
+
+ private:
+  void Dispatch(const proto::Peer& source) {
+    if (message_.is_request()) {
+      std::string_view unsupported;
+      proto::Problem problem = proto::ValidateRequest(message_, policy_, &unsupported);
+      if (problem.defect != proto::Defect::kNone) {
+        counters_->parse_errors[static_cast<size_t>(problem.defect)].Inc();
+        if (message_.method() != proto::Method::kAck) AnswerProblem(source, problem, unsupported);
+        return;
+      }
+    } else {
+      proto::Problem problem = proto::ValidateResponse(message_);
+      if (problem.defect != proto::Defect::kNone) {
+        counters_->datagrams_dropped[static_cast<size_t>(DropReason::kBadResponse)].Inc();
+        return;
+      }
+    }
+    transactions_->OnMessage(message_, source);
+  }
+
+  void AnswerProblem(const proto::Peer& source, const proto::Problem& problem,
+                     std::string_view unsupported) {
+    if (!message_.is_request() || message_.method() == proto::Method::kAck) {
+      counters_->datagrams_dropped[static_cast<size_t>(DropReason::kUnparsable)].Inc();
+      return;
+    }
+    proto::MessageWriter writer(response_buffer_, sizeof(response_buffer_));
+    if (!proto::WriteProblemResponse(message_, problem, unsupported, writer) ||
+        writer.overflowed()) {
+      counters_->datagrams_dropped[static_cast<size_t>(DropReason::kUnparsable)].Inc();
+      return;
+    }
+    counters_->responses_sent[problem.response_code / 100].Inc();
+    udp_->Send(source, writer.view());
+  }
+
+  void DrainInbox() {
+    group_.rings_->mailbox.Drain(
+        index_,
+        [this](Envelope&& envelope) {
+          counters_->handoffs_received.Inc();
+          proto::ParseResult result =
+              parser_.Parse(envelope.bytes, proto::Framing::kDatagram, &message_);
+          if (result.status == proto::ParseStatus::kComplete) Dispatch(envelope.source);
+        },
+        256);
+    const size_t left = group_.rings_->mailbox.DepthApprox(index_);
+    counters_->handoff_queue_depth.Set(left);
+    EndTurn();
+    // A bounded drain leaves the rest for the next turn, so timers and sockets get a go.
+    if (left > 0) asio::post(io_, [this] { DrainInbox(); });
+  }
+
+  void ArmTick() {
+    tick_.expires_after(timers_.tick());
+    tick_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      timers_.Advance();
+      EndTurn();
+      ArmTick();
+    });
+  }
+
+  // Work that batches: free ended calls, publish counters, flush queued datagrams.
+  void EndTurn() {
+    engine_->CollectEndedCalls();
+    const proto::TransactionCounters& t = transactions_->counters();
+    counters_->transactions_server_created.Set(t.server_created);
+    counters_->transactions_client_created.Set(t.client_created);
+    counters_->retransmissions_absorbed.Set(t.retransmissions_absorbed);
+    counters_->transaction_timeouts.Set(t.timeouts);
+    counters_->transactions_active.Set(transactions_->size());
+    const proto::UdpCounters& u = udp_->counters();
+    counters_->datagrams_dropped[static_cast<size_t>(DropReason::kOversized)].Set(
+        u.dropped_oversized);
+    counters_->datagrams_dropped[static_cast<size_t>(DropReason::kSendFailed)].Set(
+        u.send_failures);
+    udp_->Flush();
+  }
+
+  ShardGroup& group_;
+  const uint32_t index_;
+  std::shared_ptr<const Config> config_;
+  std::unique_ptr<ShardCounters> counters_;
+  proto::SteadyClock clock_;
+  proto::TimerWheel timers_;
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer tick_;
+  std::unique_ptr<proto::UdpTransport> udp_;
+  std::unique_ptr<CallEngine> engine_;
+  std::unique_ptr<proto::TransactionLayer> transactions_;
+  proto::SipParser parser_;
+  proto::SipMessage message_;
+  proto::RequestPolicy policy_{""};
+  char response_buffer_[8192];
+};
+
+ShardGroup::ShardGroup(ShardGroupOptions options) : options_(std::move(options)) {
+  if (options_.shards == 0) options_.shards = 1;
+}
+
+ShardGroup::~ShardGroup() { Stop(); }
+
+absl::Status ShardGroup::Start(std::shared_ptr<const Config> config) {
+  rings_ = std::make_unique<Rings>(options_.shards, options_.ring_capacity);
+  proto::NetAddress listen = options_.listen;
+  for (uint32_t i = 0; i < options_.shards; ++i) {
+    auto shard = std::make_unique<Shard>(*this, i, config);
+    absl::Status status = shard->Open(listen);
+    if (!status.ok()) return status;
+    // With port 0 the first shard picks the port; the others join it (SO_REUSEPORT).
+    listen = shard->local_address();
+    shards_.push_back(std::move(shard));
+  }
+  local_address_ = listen;
+  running_ = true;
+  for (auto& shard : shards_) threads_.emplace_back([s = shard.get()] { s->Run(); });
+  return absl::OkStatus();
+}
+
+void ShardGroup::Stop() {
+  if (!running_.exchange(false)) return;
+  for (auto& shard : shards_) shard->Stop();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+}
+
+void ShardGroup::StartDraining() {
+  for (auto& shard : shards_) shard->StartDraining();
+}
+
+void ShardGroup::UpdateConfig(std::shared_ptr<const Config> config) {
+  for (auto& shard : shards_) shard->UpdateConfig(config);
+}
+
+uint64_t ShardGroup::ActiveCalls() const {
+  uint64_t total = 0;
+  for (const auto& shard : shards_) total += shard->counters().calls_active.Get();
+  return total;
+}
+
+std::vector<const ShardCounters*> ShardGroup::counters() const {
+  std::vector<const ShardCounters*> out;
+  for (const auto& shard : shards_) out.push_back(shard->counters_ptr());
+  return out;
+}
+
+bool ShardGroup::Handoff(uint32_t from, uint32_t to, Envelope&& envelope) {
+  bool wake_owner = false;
+  if (!rings_->mailbox.Post(from, to, std::move(envelope), &wake_owner)) return false;
+  if (wake_owner) shards_[to]->Wake();
+  return true;
+}
+
+}  // namespace b2bua

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "b2bua/config.h"
+#include "b2bua/shard_counters.h"
+#include "proto/net_address.h"
+#include "proto/transport.h"
+
+namespace b2bua {
+
+/// A message read by one shard and owned by another, on its way through a ring. Owns its
+/// bytes: the receive buffer it came from is reused as soon as the batch ends.
+struct Envelope {
+  std::string bytes;
+  proto::Peer source;
+};
+
+struct ShardGroupOptions {
+  uint32_t shards = 1;
+  proto::NetAddress listen;
+  /// Envelopes each (from, to) ring holds; a full ring drops and counts.
+  size_t ring_capacity = 4096;
+};
+
+class Shard;
+
+/// N shards, each one thread running its own io_context and owning its socket, parser,
+/// transaction layer, calls and timers. The group only starts, stops and addresses them.
+class ShardGroup {
+ public:
+  explicit ShardGroup(ShardGroupOptions options);
+  ~ShardGroup();
+
+  ShardGroup(const ShardGroup&) = delete;
+  ShardGroup& operator=(const ShardGroup&) = delete;
+
+  /// Main thread. Opens every shard's socket and starts the threads.
+  absl::Status Start(std::shared_ptr<const Config> config);
+  /// Main thread. Stops every shard and joins the threads. Idempotent.
+  void Stop();
+  /// Safe from any thread. New calls are refused with 503 from now on.
+  void StartDraining();
+  /// Safe from any thread. Hands a new config snapshot to every shard; live calls keep theirs.
+  void UpdateConfig(std::shared_ptr<const Config> config);
+  /// Safe from any thread. Calls in progress, summed over the shards.
+  uint64_t ActiveCalls() const;
+
+  /// Safe from any thread. Stable for the group's lifetime, for the metrics exporter.
+  std::vector<const ShardCounters*> counters() const;
+  /// The address every shard listens on (the real port when 0 was asked).
+  const proto::NetAddress& local_address() const { return local_address_; }
+  size_t size() const { return shards_.size(); }
+  bool running() const { return running_.load(); }
+
+  /// Any shard's thread. Passes `envelope` to shard `to`; false (counted) when its ring is full.
+  bool Handoff(uint32_t from, uint32_t to, Envelope&& envelope);
+
+ private:
+  friend class Shard;
+  struct Rings;
+
+  ShardGroupOptions options_;
+  proto::NetAddress local_address_;
+  std::unique_ptr<Rings> rings_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> running_{false};
+};
+
+}  // namespace b2bua
