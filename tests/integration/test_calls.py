@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""B2BUA core, end to end: SIPp caller -> b2bua -> SIPp callee(s) on 127.0.0.1.
+
+    python3 tests/integration/test_calls.py --binary build/release/b2bua/b2bua [-k name]
+
+Every test starts its own b2bua (2 shards) and SIPp processes on free ports; the
+scenarios are in tests/sipp and are named after their outcome. Skips when sipp is
+missing or no binary is given. See harness.py for logs and environment variables.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (B2buaTestCase, free_port, main, route, tag_of,  # noqa: E402
+                     uri_hostport, via_sent_by)
+
+
+class CoreCallTest(B2buaTestCase):
+    """One caller/callee scenario pair per test, routed by prefix "1" (caller dials 1000)."""
+
+    def start_with_route(self, *callees, **config):
+        """Starts the b2bua with route "1" -> the callees as serial next hops."""
+        cfg = self.h.config(routes=[route("1", *[c.port for c in callees])], **config)
+        return self.h.start_b2bua(cfg)
+
+    # -- scenario pairs -------------------------------------------------------------
+
+    def test_basic_call_caller_hangup(self):
+        callee = self.h.start_callee("uas-answer-200.xml", calls=1)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-basic-call-caller-hangup.xml", duration_ms=200)
+        self.assertSippsOk(caller, callee)
+        # ACK and BYE crossed end to end (the callee's ACK is optional in its scenario).
+        self.assertEqual(len(callee.received("ACK")), 1)
+        self.assertEqual(len(callee.received("BYE")), 1)
+        self.assertMetric("b2bua_calls_total", 1, outcome="answered")
+        self.assertNoActiveCalls()
+
+    def test_basic_call_callee_hangup(self):
+        callee = self.h.start_callee("uas-answer-then-hangup.xml", calls=1, duration_ms=200)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-basic-call-callee-hangup.xml")
+        self.assertSippsOk(caller, callee)
+        self.assertEqual(len(caller.received("BYE")), 1)
+        self.assertMetric("b2bua_calls_total", 1, outcome="answered")
+        self.assertNoActiveCalls()
+
+    def test_cancel_before_answer_gets_487(self):
+        callee = self.h.start_callee("uas-ring-forever.xml", calls=1)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-cancel-before-answer.xml")
+        self.assertSippsOk(caller, callee)
+        self.assertEqual(len(callee.received("CANCEL")), 1)
+        self.assertEqual(callee.received("BYE"), [])
+        self.assertNoActiveCalls()
+
+    def test_busy_486_relayed_to_caller(self):
+        callee = self.h.start_callee("uas-busy-486.xml", calls=1)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-expect-486.xml")
+        self.assertSippsOk(caller, callee)
+        self.assertNoActiveCalls()
+
+    def test_183_with_sdp_relayed_then_200(self):
+        callee = self.h.start_callee("uas-183-sdp-then-200.xml", calls=1)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-basic-call-caller-hangup.xml", duration_ms=100)
+        self.assertSippsOk(caller, callee)
+        early = caller.received(status=183)
+        self.assertEqual(len(early), 1, "the caller did not get the 183")
+        self.assertIn("s=early-media", early[0].body, "the 183 lost its SDP")
+        self.assertNoActiveCalls()
+
+    def test_reinvite_from_caller(self):
+        callee = self.h.start_callee("uas-accept-reinvite.xml", calls=1)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-reinvite-from-caller.xml", duration_ms=100)
+        self.assertSippsOk(caller, callee)
+        invites = callee.received("INVITE")
+        self.assertEqual(len(invites), 2)
+        self.assertIn("a=sendonly", invites[1].body, "re-INVITE SDP not relayed")
+        answers = [m for m in caller.received(status=200) if m.cseq_method == "INVITE"]
+        self.assertIn("a=recvonly", answers[-1].body, "re-INVITE answer SDP not relayed")
+        self.assertNoActiveCalls()
+
+    def test_info_in_dialog(self):
+        callee = self.h.start_callee("uas-accept-info.xml", calls=1)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-info-in-dialog.xml", duration_ms=100)
+        self.assertSippsOk(caller, callee)
+        info = callee.received("INFO")
+        self.assertEqual(len(info), 1)
+        self.assertEqual(info[0].header("content-type"), "application/dtmf-relay")
+        self.assertNoActiveCalls()
+
+    # -- behaviour --------------------------------------------------------------------
+
+    def test_topology_hiding_on_the_wire(self):
+        """No Call-ID, tag, Via sent-by or Contact of one side reaches the other."""
+        callee = self.h.start_callee("uas-answer-then-hangup.xml", calls=1, duration_ms=200)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-basic-call-callee-hangup.xml")
+        self.assertSippsOk(caller, callee)
+
+        a_invite = caller.sent("INVITE")[0]
+        b_invite = callee.received("INVITE")[0]
+        b_answer = callee.sent(status=200)[0]
+        b_bye = callee.sent("BYE")[0]
+        caller_secrets = {
+            "caller Call-ID": a_invite.call_id,
+            "caller From tag": tag_of(a_invite.header("from")),
+            "caller Via sent-by": via_sent_by(a_invite.header("via")),
+            "caller Contact host:port": uri_hostport(a_invite.header("contact")),
+        }
+        callee_secrets = {
+            "callee To tag": tag_of(b_answer.header("to")),
+            "callee Via sent-by (its BYE)": via_sent_by(b_bye.header("via")),
+            "callee Contact host:port": uri_hostport(b_answer.header("contact")),
+            # The B-leg Call-ID is the b2bua's, but it must stay on the B side too.
+            "B-leg Call-ID": b_invite.call_id,
+        }
+        for label, secret in caller_secrets.items():
+            self.assertTrue(secret, label)
+            for m in callee.received():
+                self.assertNotIn(secret, m.text, "%s %r leaked to the callee in:\n%s"
+                                 % (label, secret, m.text))
+        for label, secret in callee_secrets.items():
+            self.assertTrue(secret, label)
+            for m in caller.received():
+                self.assertNotIn(secret, m.text, "%s %r leaked to the caller in:\n%s"
+                                 % (label, secret, m.text))
+        self.assertNoActiveCalls()
+
+    def test_route_failover_503_then_200(self):
+        first = self.h.start_callee("uas-reject-503.xml", calls=1)
+        second = self.h.start_callee("uas-answer-200.xml", calls=1)
+        self.start_with_route(first, second)
+        caller = self.h.run_caller("uac-basic-call-caller-hangup.xml", duration_ms=100)
+        self.assertSippsOk(caller, first, second)
+        self.assertTrue(first.received("INVITE")[0].time < second.received("INVITE")[0].time)
+        self.assertEqual(caller.received(status=503), [], "the 503 must not reach the caller")
+        self.assertMetric("b2bua_calls_total", 1, outcome="answered")
+        self.assertNoActiveCalls()
+
+    def test_no_route_unreachable_next_hop_gets_408_or_503(self):
+        """No route matches 9..., so the Request-URI's host:port (nothing there) is used."""
+        dead = free_port()  # nothing listens here
+        self.h.start_b2bua(self.h.config(routes=[], timers={"t1": "100ms"}))
+        # Timer B = 64*T1 = 6.4 s at most before the b2bua gives up.
+        caller = self.h.run_caller("uac-expect-408-or-503.xml", service="9000",
+                                   dest="127.0.0.1:%d" % dead, timeout=20)
+        self.assertSippOk(caller)
+        self.assertNoActiveCalls(wait=8)
+
+    def test_lossy_100_calls_all_complete(self):
+        """10 % loss on both SIPp sides: retransmissions recover every call.
+
+        T1 = 100 ms makes the b2bua's Timer F 6.4 s; the callee lingers 7 s after each
+        call (timewait) so it still answers every BYE retransmission it may need.
+        """
+        callee = self.h.start_callee("uas-answer-200.xml", calls=100, duration_ms=7000,
+                                     lost=10, timeout=60)
+        self.start_with_route(callee, timers={"t1": "100ms"})
+        caller = self.h.run_caller("uac-basic-call-caller-hangup.xml", calls=100, rate=50,
+                                   duration_ms=1000, lost=10, timeout=60)
+        self.assertSippsOk(caller, callee)
+        self.assertMetric("b2bua_calls_total", 100, outcome="answered")
+        self.assertNoActiveCalls(wait=10)
+
+    def test_options_ping_answered_200(self):
+        self.h.start_b2bua(self.h.config(routes=[]))
+        caller = self.h.run_caller("uac-options-ping.xml")
+        self.assertSippOk(caller)
+
+    def test_register_answered_405_with_allow(self):
+        self.h.start_b2bua(self.h.config(routes=[]))
+        caller = self.h.run_caller("uac-register-405.xml")
+        self.assertSippOk(caller)
+        allow = caller.received(status=405)[0].header("allow")
+        self.assertIn("INVITE", allow)
+
+    def test_2000_calls_then_no_active_calls(self):
+        calls = 2000
+        callee = self.h.start_callee("uas-answer-200.xml", calls=calls, timeout=60, trace=False)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-basic-call-caller-hangup.xml", calls=calls, rate=250,
+                                   limit=500, timeout=60, trace=False)
+        self.assertSippsOk(caller, callee)
+        self.assertMetric("b2bua_calls_total", calls, outcome="answered", wait=5)
+        self.assertNoActiveCalls(wait=10)
+
+
+if __name__ == "__main__":
+    main()
