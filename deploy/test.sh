@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the suite needs, builds every variant and runs every test:
-#   1. Release build: unit and integration tests (ctest), benchmarks built
+#   1. Release build: unit tests and the end-to-end suites (the real binary between sipp
+#      peers, a real Prometheus server), benchmarks built
 #   2. ASan+UBSan build of the unit tests
-#   3. libFuzzer (clang, ASan+UBSan) on the SIP parser for a bounded time
+#   3. TSan build of the sharded runtime tests (cross-shard rings, shard group)
+#   4. libFuzzer (clang, ASan+UBSan) on the SIP parser for a bounded time
 # Ends with one line "summary: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +48,29 @@ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DB2BUA_SANITIZE=addr
 cmake --build build/asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest build/asan asan
+
+run_gtest() {  # run_gtest BINARY LABEL: a GoogleTest binary run directly
+  local log
+  log=$(mktemp)
+  set +e
+  "$1" --gtest_brief=1 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local ok bad
+  ok=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) tests?.*/\1/p' "$log" | tail -1)
+  bad=$(sed -nE 's/^ *([0-9]+) FAILED TESTS?.*/\1/p' "$log" | tail -1)
+  passed=$((passed + ${ok:-0}))
+  failed=$((failed + ${bad:-0}))
+  if [ "$rc" -ne 0 ] && [ -z "$bad" ]; then failed=$((failed + 1)); fi
+  rm -f "$log"
+  echo "== $2: exit $rc"
+}
+
+echo "== TSan build of the sharded runtime"
+cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DB2BUA_SANITIZE=thread \
+  -DB2BUA_BUILD_BENCH=OFF >/dev/null
+cmake --build build/tsan --target runtime_tests
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_gtest build/tsan/tests/runtime_tests tsan
 
 echo "== libFuzzer on the SIP parser (${fuzz_seconds}s)"
 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
