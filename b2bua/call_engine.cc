@@ -1093,20 +1093,26 @@ void CallEngine::CancelCall(Call& call) {
   if (call.in_redirect) {
     context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kCancelled)].Inc();
   }
-  if (call.b_invite != proto::kNoTransaction && !call.b_cancel_sent) {
-    call.b_cancel_sent = true;
-    std::string out = StrCat("CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via,
-                                   "\r\n", call.b_route_lines, "Max-Forwards: 70\r\nFrom: ",
-                                   call.b.local_party, "\r\nTo: ", call.b_to, "\r\nCall-ID: ",
-                                   call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
-                                   " CANCEL\r\nContent-Length: 0\r\n\r\n");
-    context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
-    transactions_->SendCancel(call.b_invite, std::move(out));
+  if (CancelBLeg(call)) {
     // The B-leg's 487 ends the call; if it never comes, this guard does.
     ArmTimer(call, &call.cancel_guard, call.config->timers.t1 * 64, kCancelGuard);
     return;
   }
   FinishSearch(call);
+}
+
+bool CallEngine::CancelBLeg(Call& call) {
+  if (call.b_invite == proto::kNoTransaction || call.b_cancel_sent) return false;
+  call.b_cancel_sent = true;
+  // RFC 3261 9.1: the INVITE's Request-URI, top Via, Route, From, To and CSeq number.
+  std::string out = StrCat("CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via,
+                           "\r\n", call.b_route_lines, "Max-Forwards: 70\r\nFrom: ",
+                           call.b.local_party, "\r\nTo: ", call.b_to, "\r\nCall-ID: ",
+                           call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
+                           " CANCEL\r\nContent-Length: 0\r\n\r\n");
+  context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
+  transactions_->SendCancel(call.b_invite, std::move(out));
+  return true;
 }
 
 void CallEngine::SendAckToB(Call& call, uint32_t cseq, std::string_view body,
@@ -1317,15 +1323,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
       if (call.state == Call::State::kTrying || call.state == Call::State::kEarly) {
         // No answer in time: cancel the B-leg and tell the caller (RFC 3261 16.8).
         call.cancelled = true;
-        if (call.b_invite != proto::kNoTransaction && !call.b_cancel_sent) {
-          call.b_cancel_sent = true;
-          std::string out = StrCat(
-              "CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via, "\r\n",
-              call.b_route_lines, "Max-Forwards: 70\r\nFrom: ", call.b.local_party, "\r\nTo: ",
-              call.b_to, "\r\nCall-ID: ", call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
-              " CANCEL\r\nContent-Length: 0\r\n\r\n");
-          transactions_->SendCancel(call.b_invite, std::move(out));
-        }
+        CancelBLeg(call);
         AnswerCaller(call, 408, "Request Timeout",
                      "Reason: SIP;cause=408;text=\"no answer\"\r\n", {}, {});
         EndCall(call, CallOutcome::kNoAnswer);
@@ -1336,14 +1334,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
       if ((call.state == Call::State::kTrying || call.state == Call::State::kEarly) &&
           call.in_redirect && !call.cancelled) {
         // This target rang too long: cancel it and move on.
-        if (call.b_invite != proto::kNoTransaction && !call.b_cancel_sent) {
-          std::string out = StrCat(
-              "CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via, "\r\n",
-              call.b_route_lines, "Max-Forwards: 70\r\nFrom: ", call.b.local_party, "\r\nTo: ",
-              call.b_to, "\r\nCall-ID: ", call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
-              " CANCEL\r\nContent-Length: 0\r\n\r\n");
-          transactions_->SendCancel(call.b_invite, std::move(out));
-        }
+        CancelBLeg(call);
         call.b_invite = proto::kNoTransaction;  // its 487 is no longer ours to relay
         OnInviteFinalFailure(call, 408, "Request Timeout", nullptr);
       }

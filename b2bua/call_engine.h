@@ -121,6 +121,8 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void AcceptInvite2xx(Call& call, const proto::SipMessage& response);
   void ReleaseStray2xx(Call* call, const proto::SipMessage& response);
   void CancelCall(Call& call);
+  /// Sends CANCEL for the B-leg INVITE in progress; false when there is none to cancel.
+  bool CancelBLeg(Call& call);
   void OnRelayedResponse(Call& call, proto::TransactionId id, const proto::SipMessage& response);
 
   /// Starts the next B-leg attempt (next hop or redirect target); false when none is left.
