@@ -269,7 +269,9 @@ struct CallEngine::Call {
   std::string history_info;  // History-Info entries so far (RFC 7044)
   proto::TimePoint first_redirect{};
   bool cancelled = false;
-  std::string record;  // call record: one entry per attempt
+  // Per redirect target index: when its INVITE went out and how long it took to answer.
+  std::vector<proto::TimePoint> attempt_started;
+  std::vector<proto::Duration> attempt_took;
 
   proto::TimerId timer_c, target_timer, a_2xx_timer, duration_timer, cancel_guard;
   absl::flat_hash_map<TransactionId, Relay> relays;  // by client transaction
@@ -698,6 +700,11 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
   StrAppend(&call.history_info, ", <", request_uri, ">;index=1.", index, ";rc=",
                   redirect_status ? redirect_status : 302);
   call.current_target = static_cast<int>(index);
+  if (call.attempt_started.size() < call.targets.size()) {
+    call.attempt_started.resize(call.targets.size());
+    call.attempt_took.resize(call.targets.size(), proto::Duration::zero());
+  }
+  call.attempt_started[index] = context_.clock->Now();
   ArmTimer(call, &call.target_timer, settings.target_timeout, kTargetTimeout);
   if (SendBLegInvite(call, request_uri, destination, proxy_route)) return true;
   call.targets.MarkResult(index, TargetState::kFailed, 0);
@@ -941,7 +948,9 @@ void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
       std::chrono::duration<double>(context_.clock->Now() - call.started).count());
   if (call.in_redirect) {
     context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kAnswered)].Inc();
-    call.targets.MarkResult(static_cast<size_t>(call.current_target), TargetState::kAnswered, 200);
+    call.targets.MarkResult(static_cast<size_t>(call.current_target), TargetState::kAnswered,
+                            static_cast<uint16_t>(response.status_code()));
+    EndAttempt(call);
     context_.counters->redirect_depth.Observe(call.max_depth_seen);
     context_.counters->redirect_extra_delay_seconds.Observe(
         std::chrono::duration<double>(context_.clock->Now() - call.first_redirect).count());
@@ -963,8 +972,10 @@ void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
     const proto::HeaderField& h = response.headers()[i];
     if (h.id == proto::HeaderId::kContact) AppendHeader(call.last_3xx_contacts, "Contact", h.value);
   }
-  if (call.in_redirect && call.current_target >= 0)
+  if (call.in_redirect && call.current_target >= 0) {
     context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRedirected)].Inc();
+    EndAttempt(call);
+  }
   if (settings.mode == RedirectMode::kRelay || status == 380) {
     AnswerCaller(call, status, response.reason_phrase(), call.last_3xx_contacts, {}, {});
     context_.counters->redirects_sent.Inc();
@@ -1035,9 +1046,7 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
     call.targets.MarkResult(static_cast<size_t>(call.current_target),
                             timeout ? TargetState::kTimedOut : TargetState::kFailed,
                             static_cast<uint16_t>(status));
-    StrAppend(&call.record, " ",
-                    call.targets.at(static_cast<size_t>(call.current_target)).request_uri, "=",
-                    status);
+    EndAttempt(call);
     if (status >= 600 || !(timeout || settings.TryNextOn(status))) {
       // 6xx ends the search (RFC 3261 16.7); other finals go to the caller as they are.
       call.best_status = status;
@@ -1413,6 +1422,7 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   if (had_dialogs) context_.counters->dialogs_active.Dec(2);
   context_.counters->calls_ended[static_cast<size_t>(outcome)].Inc();
   context_.counters->calls_active.Dec();
+  if (call.in_redirect && context_.call_records != nullptr) WriteCallRecord(call, outcome);
   calls_by_call_id_.erase(call.a.call_id);
   calls_by_call_id_.erase(call.b.call_id);
   auto it = calls_.find(call.cookie);
@@ -1424,5 +1434,41 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
 }
 
 void CallEngine::CollectEndedCalls() { ended_.clear(); }
+
+void CallEngine::EndAttempt(Call& call) {
+  if (call.current_target < 0) return;
+  const size_t index = static_cast<size_t>(call.current_target);
+  if (index < call.attempt_started.size())
+    call.attempt_took[index] = context_.clock->Now() - call.attempt_started[index];
+}
+
+void CallEngine::WriteCallRecord(const Call& call, CallOutcome outcome) {
+  // One line, key=value, so log shippers parse it without a schema. The Call-ID is the
+  // caller's: that is what the caller's support desk will quote.
+  const auto ms = [](proto::Duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  std::string line = StrCat("call-record call_id=\"", call.a.call_id, "\" outcome=",
+                            CallOutcomeName(outcome), " request_uri=\"", call.a_request_uri,
+                            "\" duration_ms=", ms(context_.clock->Now() - call.started),
+                            " depth=", call.max_depth_seen, " loops=", call.loops,
+                            " refused=", call.refused, " hops=[");
+  bool first = true;
+  for (uint16_t index : call.targets.attempt_order()) {
+    const Target& target = call.targets.at(index);
+    if (target.is_original()) continue;
+    StrAppend(&line, first ? "" : ",", "{target=\"", target.request_uri, "\" q=",
+              target.q_millis / 1000, ".", static_cast<char>('0' + target.q_millis / 100 % 10),
+              static_cast<char>('0' + target.q_millis / 10 % 10),
+              static_cast<char>('0' + target.q_millis % 10), " state=",
+              TargetStateName(target.state), " status=", target.status);
+    if (index < call.attempt_took.size())
+      StrAppend(&line, " answer_ms=", ms(call.attempt_took[index]));
+    line += '}';
+    first = false;
+  }
+  line += ']';
+  context_.call_records->OnCallRecord(line);
+}
 
 }  // namespace b2bua

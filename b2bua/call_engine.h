@@ -31,6 +31,17 @@ struct ViewEq {
   bool operator()(std::string_view a, std::string_view b) const { return a == b; }
 };
 
+/// Receives one structured line per call that went through the redirect engine, when the
+/// call ends: every hop with its target, q, final status and time to answer.
+class CallRecordSink {
+ public:
+  /// Called on the owning shard; may be called from several shards at once.
+  virtual void OnCallRecord(std::string_view line) = 0;
+
+ protected:
+  ~CallRecordSink() = default;
+};
+
 /// What a shard's CallEngine needs from its shard. Passed explicitly, never global.
 struct ShardContext {
   uint32_t shard_index = 0;
@@ -41,6 +52,8 @@ struct ShardContext {
   ShardCounters* counters = nullptr;
   /// The address the B2BUA listens on; written into Via and Contact.
   proto::NetAddress local_address;
+  /// Where call records go; null for none.
+  CallRecordSink* call_records = nullptr;
 };
 
 /// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
@@ -145,6 +158,9 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void SendA2xx(Call& call);
   void HangUp(Call& call, CallOutcome outcome);
   void EndCall(Call& call, CallOutcome outcome);
+  /// Notes when the current redirect attempt ended, for the call record.
+  void EndAttempt(Call& call);
+  void WriteCallRecord(const Call& call, CallOutcome outcome);
   void ArmTimer(Call& call, proto::TimerId* timer, proto::Duration delay, uint32_t kind);
   bool Send(const proto::Peer& to, std::string_view bytes);
 

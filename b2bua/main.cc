@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "b2bua/call_engine.h"
 #include "b2bua/config.h"
 #include "b2bua/shard.h"
 #include "metrics/exporter.h"
@@ -27,8 +28,9 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus endpoint IP:PORT serving /metrics, /healthz and /readyz. Empty disables it.");
 ABSL_FLAG(std::string, log_level, "info", "error, warning, info or debug.");
-ABSL_FLAG(std::string, dns_server, "",
-          "DNS resolver IP:PORT for RFC 3263 lookups (default: /etc/resolv.conf).");
+ABSL_FLAG(bool, call_records, true,
+          "Log one line per redirected call when it ends: every hop with target, q, "
+          "status and time to answer.");
 
 namespace {
 
@@ -45,6 +47,18 @@ void Log(int level, int threshold, const std::string& line) {
   static constexpr const char* kNames[] = {"error", "warning", "info", "debug"};
   if (level <= threshold) std::fprintf(stderr, "b2bua %s: %s\n", kNames[level], line.c_str());
 }
+
+// Call records go to stderr, one fwrite per line: stdio's own lock keeps lines whole
+// across shards, and only calls that went through the redirect engine write one.
+class StderrCallRecords final : public b2bua::CallRecordSink {
+ public:
+  void OnCallRecord(std::string_view line) override {
+    std::string out = "b2bua info: ";
+    out.append(line);
+    out += '\n';
+    std::fwrite(out.data(), 1, out.size(), stderr);
+  }
+};
 
 absl::StatusOr<std::shared_ptr<const b2bua::Config>> LoadConfig(const std::string& path) {
   return path.empty() ? b2bua::DefaultConfig() : b2bua::LoadConfigFile(path);
@@ -83,6 +97,8 @@ int main(int argc, char** argv) {
   options.shards = absl::GetFlag(FLAGS_shards);
   if (options.shards == 0) options.shards = std::max(1u, std::thread::hardware_concurrency());
 
+  StderrCallRecords call_records;
+  if (absl::GetFlag(FLAGS_call_records) && log_level >= 2) options.call_records = &call_records;
   b2bua::ShardGroup group(options);
   if (absl::Status status = group.Start(*config); !status.ok()) {
     Log(0, log_level, absl::StrCat("start: ", status.message()));

@@ -55,6 +55,7 @@ class Shard final : public proto::DatagramHandler {
     context.sink = udp_.get();
     context.counters = counters_.get();
     context.local_address = udp_->local_address();
+    context.call_records = group_.options_.call_records;
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
     txn.t1 = config_->timers.t1;

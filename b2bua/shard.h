@@ -16,6 +16,8 @@
 
 namespace b2bua {
 
+class CallRecordSink;
+
 /// A message read by one shard and owned by another, on its way through a ring. Owns its
 /// bytes: the receive buffer it came from is reused as soon as the batch ends.
 struct Envelope {
@@ -28,6 +30,8 @@ struct ShardGroupOptions {
   proto::NetAddress listen;
   /// Envelopes each (from, to) ring holds; a full ring drops and counts.
   size_t ring_capacity = 4096;
+  /// Receives the call records of redirected calls; null for none. Must outlive the group.
+  CallRecordSink* call_records = nullptr;
 };
 
 class Shard;

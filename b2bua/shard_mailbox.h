@@ -19,7 +19,8 @@ namespace b2bua {
 /// calls Drain(). A per-destination wake-pending flag keeps that to one wake-up per batch
 /// of posts instead of one per item, without ever losing one:
 ///
-///   producer (Post):      push the item; then exchange(wake_pending, true); if the old
+///   producer (Post, then ClaimWakeUp):
+///                         push the item(s); then exchange(wake_pending, true); if the old
 ///                         value was false, the caller posts a wake-up.
 ///   owner (Drain):        exchange(wake_pending, false) first; then pop every ring.
 ///
@@ -52,21 +53,30 @@ class ShardMailbox {
   /// the ring towards `to`. Returns false when that ring is full or a shard index is out of
   /// range: `item` is left as it was (count a DropReason::kQueueFull, or retry later).
   ///
-  /// With `wake_owner`, also runs the wake-pending protocol and sets `*wake_owner` to
-  /// whether the caller must now post a wake-up to shard `to`: true for the first post
-  /// since the owner's last Drain() began, false while a wake-up is already on its way (and
-  /// false when nothing was queued). Without it the mailbox tracks no wake-up and the caller
-  /// wakes the owner by its own means after every successful post.
+  /// With `wake_owner`, also claims the wake-up (ClaimWakeUp) and sets `*wake_owner` to
+  /// whether the caller must now post one to shard `to` (false when nothing was queued).
+  /// Without it the caller either calls ClaimWakeUp(to) itself after its batch of posts,
+  /// which costs one atomic exchange per batch instead of per item, or wakes the owner by
+  /// its own means after every successful post.
   bool Post(size_t from, size_t to, T&& item, bool* wake_owner = nullptr) {
     if (wake_owner != nullptr) *wake_owner = false;
     if (from >= shard_count_ || to >= shard_count_) return false;
     if (!Ring(from, to).TryPush(std::move(item))) return false;
-    if (wake_owner != nullptr) {
-      // After the push, never before: an exchange that the owner's clear follows must carry
-      // the item with it (release), and one that follows the clear reads false and wakes.
-      *wake_owner = !inboxes_[to].wake_pending.exchange(true, std::memory_order_acq_rel);
-    }
+    if (wake_owner != nullptr) *wake_owner = ClaimWakeUp(to);
     return true;
+  }
+
+  /// Safe from any thread that has just posted to `to`; call it after the post(s), never
+  /// before. Returns true when the caller must now post a wake-up to shard `to`: the first
+  /// claim since the owner's last Drain() began. Returns false while a wake-up is already
+  /// on its way, whose Drain() will see everything posted before this call. A producer
+  /// that finds a ring full must claim for what it already posted before it waits for
+  /// room: the owner drains only when woken.
+  bool ClaimWakeUp(size_t to) {
+    if (to >= shard_count_) return false;
+    // After the pushes, never before: an exchange that the owner's clear follows carries
+    // them with it (release), and one that follows the clear reads false and wakes.
+    return !inboxes_[to].wake_pending.exchange(true, std::memory_order_acq_rel);
   }
 
   /// Shard `to`'s thread only. Clears `to`'s wake-pending flag, then pops up to

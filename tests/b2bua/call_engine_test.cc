@@ -451,6 +451,7 @@ class CallEngineTest : public ::testing::Test {
     context.timers = &wheel_;
     context.sink = &sink_;
     context.counters = counters_.get();
+    context.call_records = &records_;
     ASSERT_TRUE(proto::NetAddress::ParseIp(kLoopback, kB2buaPort, &context.local_address));
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
@@ -543,6 +544,10 @@ class CallEngineTest : public ::testing::Test {
   proto::TimerWheel wheel_;
   RecordingSink sink_;
   std::unique_ptr<ShardCounters> counters_;
+  struct RecordedLines final : CallRecordSink {
+    void OnCallRecord(std::string_view line) override { lines.emplace_back(line); }
+    std::vector<std::string> lines;
+  } records_;
   std::shared_ptr<const Config> config_;
   // Destroyed before the engine, which it calls back.
   std::unique_ptr<CallEngine> engine_;
@@ -1023,6 +1028,23 @@ TEST_F(CallEngineTest, RedirectIsFollowedInQOrderUntilATargetAnswers) {
   EXPECT_EQ(Targets(TargetOutcome::kFailed), 2u);
   EXPECT_EQ(Targets(TargetOutcome::kAnswered), 1u);
   EXPECT_EQ(counters_->redirects_sent.Get(), 0u);
+
+  // The call record lists every hop in the order tried, with q, state and status.
+  EXPECT_THAT(records_.lines, IsEmpty()) << "written when the call ends, not before";
+  caller.to_tag = a_tag;
+  Deliver(caller.Bye(), caller.peer());
+  ASSERT_EQ(records_.lines.size(), 1u);
+  const std::string& line = records_.lines[0];
+  EXPECT_THAT(line, HasSubstr("outcome=answered"));
+  EXPECT_THAT(line, HasSubstr("depth=1"));
+  const size_t hop_t2 = line.find("{target=\"sip:t2@127.0.0.1:5072\" q=1.000 state=failed status=503");
+  const size_t hop_t3 = line.find("{target=\"sip:t3@127.0.0.1:5073\" q=0.500 state=failed status=486");
+  const size_t hop_t1 = line.find("{target=\"sip:t1@127.0.0.1:5071\" q=0.200 state=answered status=200");
+  ASSERT_NE(hop_t2, std::string::npos) << line;
+  ASSERT_NE(hop_t3, std::string::npos) << line;
+  ASSERT_NE(hop_t1, std::string::npos) << line;
+  EXPECT_LT(hop_t2, hop_t3);
+  EXPECT_LT(hop_t3, hop_t1);
 }
 
 // RFC 3261 12.1.1: a provisional response with a To tag creates an early dialog, so the
