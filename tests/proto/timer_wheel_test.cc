@@ -22,20 +22,47 @@
 #include "proto/clock.h"
 
 // Counts every global allocation in this binary, so a test can show that a warmed-up wheel
-// allocates nothing.
+// allocates nothing. Not under AddressSanitizer: its runtime owns operator new there, and
+// mixing its nothrow new with our delete is a mismatch it rightly reports.
+#if defined(__SANITIZE_ADDRESS__)
+#define B2BUA_COUNT_ALLOCATIONS 0
+#else
+#define B2BUA_COUNT_ALLOCATIONS 1
+#endif
+// Every non-aligned form is replaced, so that each pairs with its own delete; the aligned
+// forms keep the library's own pair.
 namespace {
 std::atomic<size_t> g_allocations{0};
 }  // namespace
+#if B2BUA_COUNT_ALLOCATIONS
+namespace {
 
 // Out of line so that g++ does not pair an inlined free() with a `new` it sees elsewhere
 // (-Wmismatched-new-delete).
-[[gnu::noinline]] void* operator new(size_t size) {
+[[gnu::noinline]] void* CountedAllocate(size_t size) noexcept {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  return std::malloc(size == 0 ? 1 : size);
+}
+[[gnu::noinline]] void Release(void* p) noexcept { std::free(p); }
+}  // namespace
+
+void* operator new(size_t size) {
+  if (void* p = CountedAllocate(size)) return p;
   throw std::bad_alloc();
 }
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, size_t) noexcept { std::free(p); }
+void* operator new[](size_t size) {
+  if (void* p = CountedAllocate(size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(size_t size, const std::nothrow_t&) noexcept { return CountedAllocate(size); }
+void* operator new[](size_t size, const std::nothrow_t&) noexcept { return CountedAllocate(size); }
+void operator delete(void* p) noexcept { Release(p); }
+void operator delete[](void* p) noexcept { Release(p); }
+void operator delete(void* p, size_t) noexcept { Release(p); }
+void operator delete[](void* p, size_t) noexcept { Release(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { Release(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { Release(p); }
+#endif  // B2BUA_COUNT_ALLOCATIONS
 
 namespace b2bua::proto {
 namespace {
@@ -704,6 +731,7 @@ TEST_F(TimerWheelTest, SteadyStateAllocatesNothing) {
       (void)wheel.NextDeadline();
     }
   };
+  if (!B2BUA_COUNT_ALLOCATIONS) GTEST_SKIP() << "allocations are not counted under ASan";
   churn(2000);  // warm-up: the pool and the batch vector grow to their peak
   const uint64_t fired_in_warm_up = counter.fired;
   const size_t before = g_allocations.load();
