@@ -253,7 +253,14 @@ struct CallEngine::Call {
   bool in_redirect = false;
   int current_target = -1;
   TargetSet targets;
-  std::unique_ptr<RedirectPolicy> policy;
+  std::unique_ptr<ConfiguredRedirectPolicy> policy;
+  // An attempt waiting for RFC 3263 resolution.
+  bool resolving = false;
+  uint64_t resolve_generation = 0;
+  int pending_target = -1;
+  std::string pending_request_uri;
+  std::string pending_proxy_route;
+  bool skipped_resting = false;  // a next hop was skipped for its 503 Retry-After
   std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI
   int max_depth_seen = 0;
   int loops = 0;
@@ -609,16 +616,13 @@ bool CallEngine::StartNextAttempt(Call& call) {
   // Next hops of the route, in order (serial failover).
   while (!call.in_redirect && call.next_hop < call.hops.size()) {
     const NextHop& hop = call.hops[call.next_hop++];
-    Peer destination;
     proto::SipUri uri;
-    if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone ||
-        !DestinationFor(uri, &destination)) {
-      continue;  // no resolver for names yet: skip the hop
-    }
-    destination.transport = hop.transport;
-    std::string_view request_uri =
+    if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone) continue;
+    std::optional<proto::TransportKind> transport;
+    if (!uri.transport.empty()) transport = hop.transport;
+    std::string request_uri =
         call.hop_request_uri.empty() ? call.a_request_uri : call.hop_request_uri;
-    if (SendBLegInvite(call, request_uri, destination, {})) return true;
+    if (SendAttempt(call, uri, std::move(request_uri), {}, transport, -1)) return true;
   }
   if (!call.in_redirect) return false;
   // Redirect targets, best q first.
@@ -662,27 +666,33 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
   std::string request_uri = target.request_uri;
   const int redirect_status = target.redirect_status;
   proto::SipUri uri;
-  Peer destination;
   if (proto::ParseUri(request_uri, &uri) != proto::UriError::kNone) {
     RefuseTarget(call, index);
     return false;
   }
+  // Where the INVITE goes: the target itself, or for tel: the route's first next hop.
+  std::string destination_text = request_uri;
+  std::optional<proto::TransportKind> transport;
   if (uri.scheme == proto::UriScheme::kTel) {
     // tel: targets are re-routed by number through the route table.
     const Route* route = call.config->routes.Match(uri.user);
-    proto::SipUri hop_uri;
-    if (route == nullptr || route->next_hops.empty() ||
-        proto::ParseUri(route->next_hops.front().uri, &hop_uri) != proto::UriError::kNone ||
-        !DestinationFor(hop_uri, &destination)) {
+    if (route == nullptr || route->next_hops.empty()) {
       RefuseTarget(call, index);
       return false;
     }
     const NextHop& hop = route->next_hops.front();
+    destination_text = hop.uri;
+    transport = hop.transport;
     request_uri = StrCat("sip:", uri.user, "@", hop.host,
-                               hop.port != 5060 ? StrCat(":", hop.port) : "",
-                               ";user=phone");
-  } else if (!DestinationFor(uri, &destination)) {
-    // No resolver for host names on this path: the target cannot be reached.
+                         hop.port != 5060 ? StrCat(":", hop.port) : "", ";user=phone");
+  } else if (!uri.transport.empty()) {
+    transport = proto::EqualsIgnoreCase(uri.transport, "tcp") ? proto::TransportKind::kTcp
+                                                               : proto::TransportKind::kUdp;
+  }
+  proto::SipUri destination_uri;
+  if (proto::ParseUri(destination_text, &destination_uri) != proto::UriError::kNone ||
+      (destination_uri.host_kind == proto::HostKind::kName && context_.resolver == nullptr)) {
+    // A host name with no resolver configured cannot be reached.
     RefuseTarget(call, index);
     return false;
   }
@@ -706,9 +716,89 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
   }
   call.attempt_started[index] = context_.clock->Now();
   ArmTimer(call, &call.target_timer, settings.target_timeout, kTargetTimeout);
-  if (SendBLegInvite(call, request_uri, destination, proxy_route)) return true;
+  if (SendAttempt(call, destination_uri, std::move(request_uri), std::move(proxy_route),
+                  transport, static_cast<int>(index)))
+    return true;
   call.targets.MarkResult(index, TargetState::kFailed, 0);
   return false;
+}
+
+bool CallEngine::SendAttempt(Call& call, const proto::SipUri& uri, std::string request_uri,
+                             std::string proxy_route,
+                             std::optional<proto::TransportKind> transport, int target_index) {
+  Peer destination;
+  if (DestinationFor(uri, &destination)) {
+    if (transport) destination.transport = *transport;
+    if (target_index < 0 && HopResting(destination)) {
+      call.skipped_resting = true;
+      return false;
+    }
+    return SendBLegInvite(call, request_uri, destination, proxy_route);
+  }
+  if (context_.resolver == nullptr || uri.host_kind != proto::HostKind::kName) return false;
+  // RFC 3263 resolution is asynchronous: the attempt waits for it, the shard goes on.
+  call.pending_request_uri = std::move(request_uri);
+  call.pending_proxy_route = std::move(proxy_route);
+  call.pending_target = target_index;
+  call.resolving = true;
+  const uint64_t generation = ++call.resolve_generation;
+  const uint64_t cookie = call.cookie;
+  context_.resolver->Resolve(
+      uri.host, uri.port, transport, uri.scheme == proto::UriScheme::kSips,
+      [this, cookie, generation](const proto::ResolvedTargets& result) {
+        OnResolved(cookie, generation, result);
+      });
+  return true;
+}
+
+void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
+                            const proto::ResolvedTargets& result) {
+  auto it = calls_.find(cookie);
+  if (it == calls_.end()) return;
+  Call& call = *it->second;
+  if (!call.resolving || generation != call.resolve_generation) return;
+  call.resolving = false;
+  if (call.cancelled || call.state != Call::State::kTrying && call.state != Call::State::kEarly)
+    return;
+  const RedirectSettings& settings = SettingsFor(call);
+  bool refused = false;
+  if (result.status == proto::ResolveStatus::kOk) {
+    // In RFC 3263 order; the first address we may and can use wins.
+    for (const proto::ResolvedTarget& target : result.targets) {
+      if (target.tls || target.transport != proto::TransportKind::kUdp) continue;
+      Peer destination{target.address, target.transport, 0};
+      if (call.pending_target >= 0) {
+        // A name must not lead where an address would be refused (RFC 1918, ourselves).
+        const bool self = destination.address == context_.local_address;
+        if ((settings.deny_self && self) ||
+            (call.policy && !call.policy->AddressAllowed(destination.address))) {
+          refused = true;
+          continue;
+        }
+      } else if (HopResting(destination)) {
+        call.skipped_resting = true;
+        continue;
+      }
+      if (SendBLegInvite(call, call.pending_request_uri, destination, call.pending_proxy_route))
+        return;
+    }
+  }
+  if (call.pending_target >= 0) {
+    const size_t index = static_cast<size_t>(call.pending_target);
+    if (refused) {
+      RefuseTarget(call, index);
+    } else {
+      context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kFailed)].Inc();
+      call.targets.MarkResult(index, TargetState::kFailed, 0);
+    }
+    context_.timers->Cancel(&call.target_timer);
+  }
+  if (!StartNextAttempt(call)) FinishSearch(call);
+}
+
+bool CallEngine::HopResting(const Peer& destination) const {
+  auto it = resting_hops_.find(destination.address);
+  return it != resting_hops_.end() && it->second > context_.clock->Now();
 }
 
 PolicyDecision CallEngine::DecideTarget(Call& call, const Target& target) {
@@ -808,6 +898,13 @@ void CallEngine::FinishSearch(Call& call) {
   }
   if (call.cancelled) {
     EndCall(call, CallOutcome::kCancelled);
+    return;
+  }
+  if (call.best_status == 0 && call.skipped_resting) {
+    AnswerCaller(call, 503, "Service Unavailable",
+                 "Retry-After: 5\r\nReason: SIP;cause=503;text=\"every next hop is resting\"\r\n",
+                 {}, {});
+    EndCall(call, CallOutcome::kUnreachable);
     return;
   }
   if (call.best_status == 0) {
@@ -1059,6 +1156,20 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
     }
     if (!StartNextAttempt(call)) FinishSearch(call);
     return;
+  }
+  if (status == 503 && response != nullptr) {
+    // "503 with Retry-After": that next hop asked not to be bothered for a while.
+    if (const proto::HeaderField* retry = response->FindHeader(proto::HeaderId::kRetryAfter)) {
+      uint64_t seconds = 0;
+      size_t i = 0;
+      while (i < retry->value.size() && proto::IsDigit(retry->value[i]) && seconds < 86400)
+        seconds = seconds * 10 + static_cast<uint64_t>(retry->value[i++] - '0');
+      if (i > 0 && seconds > 0) {
+        if (resting_hops_.size() >= 1024) resting_hops_.clear();  // bounded, per shard
+        resting_hops_[call.b.peer.address] =
+            context_.clock->Now() + std::chrono::seconds(std::min<uint64_t>(seconds, 3600));
+      }
+    }
   }
   if ((response == nullptr || call.config->failover_on.Contains(status)) &&
       call.next_hop < call.hops.size()) {

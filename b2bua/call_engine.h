@@ -13,6 +13,7 @@
 #include "b2bua/shard_counters.h"
 #include "b2bua/target_set.h"
 #include "proto/clock.h"
+#include "proto/dns_resolver.h"
 #include "proto/sip_message.h"
 #include "proto/timer_wheel.h"
 #include "proto/transaction.h"
@@ -42,6 +43,17 @@ class CallRecordSink {
   ~CallRecordSink() = default;
 };
 
+/// Resolves next hops and redirect targets named by host name (RFC 3263). The shard
+/// implements it over proto::SipResolver; tests use a fake. The callback runs on the
+/// owning shard, possibly inside Resolve() (cache hits).
+class TargetResolver {
+ public:
+  virtual ~TargetResolver() = default;
+  virtual void Resolve(std::string_view host, uint16_t port,
+                       std::optional<proto::TransportKind> transport, bool sips,
+                       proto::ResolveCallback callback) = 0;
+};
+
 /// What a shard's CallEngine needs from its shard. Passed explicitly, never global.
 struct ShardContext {
   uint32_t shard_index = 0;
@@ -54,6 +66,8 @@ struct ShardContext {
   proto::NetAddress local_address;
   /// Where call records go; null for none.
   CallRecordSink* call_records = nullptr;
+  /// Host names are resolved through this; null: only IP literals can be reached.
+  TargetResolver* resolver = nullptr;
 };
 
 /// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
@@ -145,6 +159,15 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void RefuseTarget(Call& call, size_t index);
   bool SendBLegInvite(Call& call, std::string_view request_uri, const proto::Peer& destination,
                       std::string_view proxy_route);
+  /// Sends the attempt to `uri`'s host: at once for an IP literal, after RFC 3263
+  /// resolution for a name. Returns false when the attempt cannot even start.
+  /// `target_index` is the redirect target, or -1 for a next hop.
+  bool SendAttempt(Call& call, const proto::SipUri& uri, std::string request_uri,
+                   std::string proxy_route, std::optional<proto::TransportKind> transport,
+                   int target_index);
+  void OnResolved(uint64_t cookie, uint64_t generation, const proto::ResolvedTargets& result);
+  /// A 503 with Retry-After takes the next hop out of rotation for that long.
+  bool HopResting(const proto::Peer& destination) const;
   void FinishSearch(Call& call);
   void AnswerCaller(Call& call, int status, std::string_view reason, std::string_view extra,
                     std::string_view body, std::string_view content_type);
@@ -186,6 +209,7 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   absl::flat_hash_map<std::string, uint64_t, ViewHash, ViewEq> calls_by_call_id_;  // both legs' Call-IDs
   std::vector<std::unique_ptr<Call>> ended_;
   absl::flat_hash_map<std::string, Cached301, ViewHash, ViewEq> moved_permanently_;
+  absl::flat_hash_map<proto::NetAddress, proto::TimePoint> resting_hops_;  // 503 Retry-After
 };
 
 }  // namespace b2bua

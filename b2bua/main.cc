@@ -28,6 +28,9 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus endpoint IP:PORT serving /metrics, /healthz and /readyz. Empty disables it.");
 ABSL_FLAG(std::string, log_level, "info", "error, warning, info or debug.");
+ABSL_FLAG(std::string, dns_server, "",
+          "DNS server IP:PORT for RFC 3263 lookups of next hops and redirect targets named by "
+          "host name. Empty: the servers of /etc/resolv.conf.");
 ABSL_FLAG(bool, call_records, true,
           "Log one line per redirected call when it ends: every hop with target, q, "
           "status and time to answer.");
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.shards = absl::GetFlag(FLAGS_shards);
+  options.dns_server = absl::GetFlag(FLAGS_dns_server);
   if (options.shards == 0) options.shards = std::max(1u, std::thread::hardware_concurrency());
 
   StderrCallRecords call_records;

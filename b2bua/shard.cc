@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "b2bua/call_engine.h"
 #include "b2bua/shard_mailbox.h"
+#include "proto/dns_resolver.h"
 #include "proto/sip_builder.h"
 #include "proto/sip_parser.h"
 #include "proto/sip_validate.h"
@@ -25,6 +26,21 @@ namespace asio = boost::asio;
 struct ShardGroup::Rings {
   Rings(size_t shards, size_t capacity) : mailbox(shards, capacity) {}
   ShardMailbox<Envelope> mailbox;
+};
+
+/// The engine's view of the shard's RFC 3263 resolver.
+class ShardResolver final : public TargetResolver {
+ public:
+  explicit ShardResolver(std::unique_ptr<proto::SipResolver> resolver)
+      : resolver_(std::move(resolver)) {}
+  void Resolve(std::string_view host, uint16_t port,
+               std::optional<proto::TransportKind> transport, bool sips,
+               proto::ResolveCallback callback) override {
+    resolver_->Resolve(host, port, transport, sips, std::move(callback));
+  }
+
+ private:
+  std::unique_ptr<proto::SipResolver> resolver_;
 };
 
 /// One shard: a thread, its io_context, its socket, parser, transactions, calls and timers.
@@ -47,6 +63,11 @@ class Shard final : public proto::DatagramHandler {
     auto transport = proto::UdpTransport::Open(io_, listen, udp);
     if (!transport.ok()) return transport.status();
     udp_ = std::move(*transport);
+    proto::SipResolverOptions dns;
+    dns.dns_server = group_.options_.dns_server;
+    auto resolver = proto::SipResolver::Create(io_, clock_, dns);
+    if (!resolver.ok()) return resolver.status();
+    resolver_ = std::make_unique<ShardResolver>(std::move(*resolver));
     ShardContext context;
     context.shard_index = index_;
     context.shard_count = static_cast<uint32_t>(group_.options_.shards);
@@ -56,6 +77,7 @@ class Shard final : public proto::DatagramHandler {
     context.counters = counters_.get();
     context.local_address = udp_->local_address();
     context.call_records = group_.options_.call_records;
+    context.resolver = resolver_.get();
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
     txn.t1 = config_->timers.t1;
@@ -221,6 +243,7 @@ class Shard final : public proto::DatagramHandler {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer tick_;
   std::unique_ptr<proto::UdpTransport> udp_;
+  std::unique_ptr<ShardResolver> resolver_;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<proto::TransactionLayer> transactions_;
   proto::SipParser parser_;

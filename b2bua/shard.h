@@ -30,6 +30,8 @@ struct ShardGroupOptions {
   proto::NetAddress listen;
   /// Envelopes each (from, to) ring holds; a full ring drops and counts.
   size_t ring_capacity = 4096;
+  /// DNS server "IP:PORT" for RFC 3263 lookups; empty: /etc/resolv.conf.
+  std::string dns_server;
   /// Receives the call records of redirected calls; null for none. Must outlive the group.
   CallRecordSink* call_records = nullptr;
 };
