@@ -45,7 +45,11 @@ constexpr std::string_view kCallIdPrefix = "B2B";
 constexpr std::string_view kAllow =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
 
+// Client transactions of OPTIONS probes carry this bit in their cookie; calls never do.
+constexpr uint64_t kProbeCookie = uint64_t{1} << 63;
+
 enum TimerKind : uint32_t {
+  kProbe = 100,         // time to probe the next hops again (cookie 0: not a call)
   kTimerC = 1,          // no final answer from the B-leg
   kTargetTimeout,       // one redirect target rang too long
   kA2xxRetransmit,      // 13.3.1.4: re-send the A-leg 2xx until the ACK comes
@@ -330,6 +334,7 @@ CallEngine::~CallEngine() {
     context_.timers->Cancel(&call->cancel_guard);
     context_.timers->Cancel(&call->reinvite_2xx_timer);
   }
+  context_.timers->Cancel(&probe_timer_);
 }
 
 std::string CallEngine::NewToken(char kind) {
@@ -796,7 +801,61 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
   if (!StartNextAttempt(call)) FinishSearch(call);
 }
 
+void CallEngine::StartProbing() {
+  context_.timers->Cancel(&probe_timer_);
+  const proto::Duration interval = config_->probe.options_interval;
+  if (interval <= proto::Duration::zero()) {
+    dead_hops_.clear();
+    return;
+  }
+  // Spread the shards' first probes over the interval rather than all at once.
+  probe_timer_ = context_.timers->Schedule(
+      interval * (context_.shard_index + 1) / std::max<uint32_t>(context_.shard_count, 1), this,
+      kProbe, 0);
+}
+
+void CallEngine::ProbeNextHops() {
+  const proto::Duration interval = config_->probe.options_interval;
+  if (interval <= proto::Duration::zero()) return;
+  probe_targets_.clear();
+  for (const Route& route : config_->routes.routes()) {
+    for (const NextHop& hop : route.next_hops) {
+      proto::SipUri uri;
+      Peer destination;
+      if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone ||
+          !DestinationFor(uri, &destination))
+        continue;  // names are probed when resolution is cached: not yet
+      if (std::find(probe_targets_.begin(), probe_targets_.end(), destination.address) !=
+          probe_targets_.end())
+        continue;
+      probe_targets_.push_back(destination.address);
+      // The Call-ID names this shard, so the answer comes back here.
+      std::string branch = StrCat("z9hG4bKb2b", NewToken('o'));
+      std::string out = StrCat(
+          "OPTIONS sip:", hop.host, ":", hop.port, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+          local_host_port_, ";branch=", branch, ";rport\r\nMax-Forwards: 70\r\n",
+          "From: <sip:b2bua@", local_host_port_, ">;tag=", NewToken('p'), "\r\nTo: <sip:",
+          hop.host, ":", hop.port, ">\r\nCall-ID: ", kCallIdPrefix, Hex{context_.shard_index},
+          "-probe-", NewToken('q'), "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+      context_.counters->requests_sent[static_cast<size_t>(Method::kOptions)].Inc();
+      transactions_->SendRequest(std::move(out), branch, Method::kOptions, destination,
+                                 kProbeCookie | (probe_targets_.size() - 1));
+    }
+  }
+  probe_timer_ = context_.timers->Schedule(interval, this, kProbe, 0);
+}
+
+void CallEngine::OnProbeResult(uint64_t cookie, bool answered) {
+  const size_t index = static_cast<size_t>(cookie & ~kProbeCookie);
+  if (index >= probe_targets_.size()) return;
+  if (answered)
+    dead_hops_.erase(probe_targets_[index]);
+  else
+    dead_hops_.insert(probe_targets_[index]);
+}
+
 bool CallEngine::HopResting(const Peer& destination) const {
+  if (dead_hops_.contains(destination.address)) return true;
   auto it = resting_hops_.find(destination.address);
   return it != resting_hops_.end() && it->second > context_.clock->Now();
 }
@@ -919,6 +978,11 @@ void CallEngine::FinishSearch(Call& call) {
 
 void CallEngine::OnResponse(TransactionId id, uint64_t cookie, const SipMessage& response) {
   context_.counters->responses_received[response.status_code() / 100].Inc();
+  if (cookie & kProbeCookie) {
+    // Any final answer, even 404 or 405, shows the hop is up.
+    if (response.status_code() >= 200) OnProbeResult(cookie, true);
+    return;
+  }
   auto it = calls_.find(cookie);
   if (it == calls_.end()) {
     // The call ended while an attempt was still out; if it answers now, release it.
@@ -1179,6 +1243,10 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
 }
 
 void CallEngine::OnClientFailure(TransactionId id, uint64_t cookie, proto::ClientFailure failure) {
+  if (cookie & kProbeCookie) {
+    OnProbeResult(cookie, false);
+    return;
+  }
   auto it = calls_.find(cookie);
   if (it == calls_.end()) return;
   Call& call = *it->second;
@@ -1434,6 +1502,11 @@ void CallEngine::OnStrayResponse(const SipMessage& response, const Peer& source)
 void CallEngine::SendA2xx(Call& call) { Send(call.a_response_peer, call.a_2xx); }
 
 void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
+  if (kind == kProbe) {
+    probe_timer_ = {};
+    ProbeNextHops();
+    return;
+  }
   auto it = calls_.find(cookie);
   if (it == calls_.end()) return;
   Call& call = *it->second;

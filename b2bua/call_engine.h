@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "b2bua/config.h"
 #include "b2bua/redirect_policy.h"
 #include "b2bua/shard_counters.h"
@@ -108,6 +109,12 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   /// Owning shard only. Refuse new calls with 503 from now on (SIGTERM drain).
   void StartDraining() { draining_ = true; }
   size_t active_calls() const { return calls_.size(); }
+
+  /// Owning shard only. Starts (or restarts, after a config change) the OPTIONS probes of
+  /// the routes' next hops; a hop that stops answering is skipped until it answers again.
+  void StartProbing();
+  /// Owning shard only. Next hops currently considered dead by the probes.
+  size_t dead_hops() const { return dead_hops_.size(); }
 
   /// Owning shard only. Frees calls that ended during the last turn (deferred deletion).
   void CollectEndedCalls();
@@ -210,6 +217,11 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   std::vector<std::unique_ptr<Call>> ended_;
   absl::flat_hash_map<std::string, Cached301, ViewHash, ViewEq> moved_permanently_;
   absl::flat_hash_map<proto::NetAddress, proto::TimePoint> resting_hops_;  // 503 Retry-After
+  void ProbeNextHops();
+  void OnProbeResult(uint64_t cookie, bool answered);
+  std::vector<proto::NetAddress> probe_targets_;  // index = cookie & ~kProbeCookie
+  absl::flat_hash_set<proto::NetAddress> dead_hops_;
+  proto::TimerId probe_timer_;
 };
 
 }  // namespace b2bua

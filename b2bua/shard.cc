@@ -95,6 +95,7 @@ class Shard final : public proto::DatagramHandler {
   /// Shard thread. Runs until Stop().
   void Run() {
     udp_->Start(this);
+    engine_->StartProbing();
     ArmTick();
     io_.run();
   }
@@ -114,6 +115,7 @@ class Shard final : public proto::DatagramHandler {
     asio::post(io_, [this, config = std::move(config)]() mutable {
       config_ = config;
       engine_->SetConfig(std::move(config));
+      engine_->StartProbing();
     });
   }
 

@@ -629,6 +629,9 @@ class Harness:
                         merged[key] = value
             if timers:
                 cfg["timers"] = dict(timers)
+            # sipp callees answer only their scenario: an OPTIONS probe from the b2bua
+            # would be an unexpected message to them. Tests of probing turn it on.
+            cfg["probe"] = {"options_interval": 0}
             cfg.update(extra)
             cfg["routes"] = list(routes)
             text = to_yaml(cfg)
