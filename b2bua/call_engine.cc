@@ -265,6 +265,7 @@ struct CallEngine::Call {
   std::string pending_request_uri;
   std::string pending_proxy_route;
   bool skipped_resting = false;  // a next hop was skipped for its 503 Retry-After
+  std::vector<Peer> spare_addresses;  // further addresses of the name being tried
   std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI
   int max_depth_seen = 0;
   int loops = 0;
@@ -551,11 +552,12 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   auto cached = moved_permanently_.find(raw->a_request_uri);
   if (cached != moved_permanently_.end()) {
     if (cached->second.expires > context_.clock->Now()) {
-      context_.counters->redirect_cache_hits.Inc();
-      // The cached target becomes the only next hop, with its own Request-URI.
+      // The cached target becomes the only next hop, with its own Request-URI; a name is
+      // resolved like any other next hop.
       proto::SipUri target;
       if (proto::ParseUri(cached->second.target, &target) == proto::UriError::kNone &&
-          IsIpLiteral(target)) {
+          (IsIpLiteral(target) || context_.resolver != nullptr)) {
+        context_.counters->redirect_cache_hits.Inc();
         NextHop hop;
         hop.uri = cached->second.target;
         hop.host = std::string(target.host);
@@ -731,6 +733,11 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
 bool CallEngine::SendAttempt(Call& call, const proto::SipUri& uri, std::string request_uri,
                              std::string proxy_route,
                              std::optional<proto::TransportKind> transport, int target_index) {
+  // A new attempt supersedes any resolution still out and the addresses left from the
+  // previous one: a late answer must not start a second INVITE.
+  call.resolving = false;
+  ++call.resolve_generation;
+  call.spare_addresses.clear();
   Peer destination;
   if (DestinationFor(uri, &destination)) {
     if (transport) destination.transport = *transport;
@@ -746,7 +753,7 @@ bool CallEngine::SendAttempt(Call& call, const proto::SipUri& uri, std::string r
   call.pending_proxy_route = std::move(proxy_route);
   call.pending_target = target_index;
   call.resolving = true;
-  const uint64_t generation = ++call.resolve_generation;
+  const uint64_t generation = call.resolve_generation;
   const uint64_t cookie = call.cookie;
   context_.resolver->Resolve(
       uri.host, uri.port, transport, uri.scheme == proto::UriScheme::kSips,
@@ -767,6 +774,7 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
     return;
   const RedirectSettings& settings = SettingsFor(call);
   bool refused = false;
+  bool sent = false;
   if (result.status == proto::ResolveStatus::kOk) {
     // In RFC 3263 order; the first address we may and can use wins.
     for (const proto::ResolvedTarget& target : result.targets) {
@@ -784,10 +792,16 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
         call.skipped_resting = true;
         continue;
       }
-      if (SendBLegInvite(call, call.pending_request_uri, destination, call.pending_proxy_route))
-        return;
+      if (!sent) {
+        sent = SendBLegInvite(call, call.pending_request_uri, destination,
+                              call.pending_proxy_route);
+      } else {
+        // RFC 3263 4.3: the other addresses of the name are tried if this one fails.
+        call.spare_addresses.push_back(destination);
+      }
     }
   }
+  if (sent) return;
   if (call.pending_target >= 0) {
     const size_t index = static_cast<size_t>(call.pending_target);
     if (refused) {
@@ -1199,6 +1213,14 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
     FinishSearch(call);
     return;
   }
+  if ((response == nullptr || status == 503) && !call.spare_addresses.empty()) {
+    // The same next hop or target under its next DNS address.
+    const Peer next = call.spare_addresses.front();
+    call.spare_addresses.erase(call.spare_addresses.begin());
+    if (call.pending_target >= 0)
+      ArmTimer(call, &call.target_timer, SettingsFor(call).target_timeout, kTargetTimeout);
+    if (SendBLegInvite(call, call.pending_request_uri, next, call.pending_proxy_route)) return;
+  }
   if (call.in_redirect) {
     const RedirectSettings& settings = SettingsFor(call);
     bool timeout = response == nullptr;
@@ -1252,6 +1274,8 @@ void CallEngine::OnClientFailure(TransactionId id, uint64_t cookie, proto::Clien
   Call& call = *it->second;
   if (id == call.b_invite) {
     if (call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed) return;
+    // The transaction is gone: nothing is left for a CANCEL to reach.
+    call.b_invite = proto::kNoTransaction;
     OnInviteFinalFailure(call, 408, "Request Timeout", nullptr);
     return;
   }
