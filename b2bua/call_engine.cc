@@ -589,7 +589,8 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
   call.b_request_uri = std::string(request_uri);
   call.b_invite_cseq = call.b.local_cseq++;
   std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
-  call.b_via = StrCat("SIP/2.0/UDP ", local_host_port_, ";branch=", branch, ";rport");
+  call.b_via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
+                      local_host_port_, ";branch=", branch, ";rport");
   call.b_route_lines.clear();
   if (!proxy_route.empty()) AppendHeader(call.b_route_lines, "Route", proxy_route);
   std::string out;
@@ -1086,7 +1087,8 @@ void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
     }
     destination = call->b.peer;
   }
-  std::string ack = StrCat("ACK ", target, " SIP/2.0\r\nVia: SIP/2.0/UDP ", local_host_port_,
+  std::string ack = StrCat("ACK ", target, " SIP/2.0\r\nVia: SIP/2.0/",
+                           proto::TransportName(destination.transport), " ", local_host_port_,
                            ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\nMax-Forwards: 70\r\n",
                            "From: ", response.from().text, "\r\nTo: ", response.to().text,
                            "\r\nCall-ID: ", response.call_id(), "\r\nCSeq: ",
@@ -1094,7 +1096,8 @@ void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
   context_.counters->requests_sent[static_cast<size_t>(Method::kAck)].Inc();
   Send(destination, ack);
   std::string branch = StrCat("z9hG4bKb2b", NewToken('y'));
-  std::string bye = StrCat("BYE ", target, " SIP/2.0\r\nVia: SIP/2.0/UDP ", local_host_port_,
+  std::string bye = StrCat("BYE ", target, " SIP/2.0\r\nVia: SIP/2.0/",
+                           proto::TransportName(destination.transport), " ", local_host_port_,
                            ";branch=", branch, ";rport\r\nMax-Forwards: 70\r\nFrom: ",
                            response.from().text, "\r\nTo: ", response.to().text,
                            "\r\nCall-ID: ", response.call_id(), "\r\nCSeq: ",
@@ -1330,7 +1333,8 @@ bool CallEngine::CancelBLeg(Call& call) {
 void CallEngine::SendAckToB(Call& call, uint32_t cseq, std::string_view body,
                             std::string_view content_type) {
   std::string out;
-  StrAppend(&out, "ACK ", call.b.remote_target, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+  StrAppend(&out, "ACK ", call.b.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
+            proto::TransportName(call.b.peer.transport), " ",
                   local_host_port_, ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\n");
   for (const std::string& route : call.b.route_set) AppendHeader(out, "Route", route);
   StrAppend(&out, "Max-Forwards: 70\r\n");
@@ -1368,7 +1372,8 @@ void CallEngine::OnAck(const SipMessage& ack, const Peer& source) {
       SendAckToB(call, call.reinvite_ack_cseq_out, ack.body(), ack.content_type());
     } else {
       std::string out;
-      StrAppend(&out, "ACK ", call.a.remote_target, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+      StrAppend(&out, "ACK ", call.a.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
+                proto::TransportName(call.a.peer.transport), " ",
                       local_host_port_, ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\n");
       for (const std::string& route : call.a.route_set) AppendHeader(out, "Route", route);
       StrAppend(&out, "Max-Forwards: 70\r\n");
@@ -1391,7 +1396,8 @@ void CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method method,
   uint32_t cseq = dialog.local_cseq++;
   std::string out;
   out.reserve(512 + body.size() + extra.size());
-  StrAppend(&out, method_text, " ", dialog.remote_target, " SIP/2.0\r\nVia: SIP/2.0/UDP ",
+  StrAppend(&out, method_text, " ", dialog.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
+            proto::TransportName(dialog.peer.transport), " ",
                   local_host_port_, ";branch=", branch, ";rport\r\n");
   for (const std::string& route : dialog.route_set) AppendHeader(out, "Route", route);
   StrAppend(&out, "Max-Forwards: 70\r\n");

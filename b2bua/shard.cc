@@ -15,6 +15,7 @@
 #include "proto/sip_builder.h"
 #include "proto/sip_parser.h"
 #include "proto/sip_validate.h"
+#include "proto/tcp_transport.h"
 #include "proto/timer_wheel.h"
 #include "proto/transaction.h"
 #include "proto/udp_transport.h"
@@ -45,7 +46,9 @@ class ShardResolver final : public TargetResolver {
 
 /// One shard: a thread, its io_context, its socket, parser, transactions, calls and timers.
 /// Every member is touched only by the shard's own thread, except the atomic wake flag.
-class Shard final : public proto::DatagramHandler {
+class Shard final : public proto::DatagramHandler,
+                    public proto::StreamHandler,
+                    public proto::MessageSink {
  public:
   Shard(ShardGroup& group, uint32_t index, std::shared_ptr<const Config> config)
       : group_(group),
@@ -63,6 +66,13 @@ class Shard final : public proto::DatagramHandler {
     auto transport = proto::UdpTransport::Open(io_, listen, udp);
     if (!transport.ok()) return transport.status();
     udp_ = std::move(*transport);
+    proto::TcpOptions tcp;
+    tcp.max_message_bytes = config_->udp.max_datagram_bytes;
+    tcp.connection_id_base = index_ << 24;
+    // The UDP socket may have picked the port (port 0): TCP listens on the same one.
+    auto stream = proto::TcpTransport::Open(io_, udp_->local_address(), tcp);
+    if (!stream.ok()) return stream.status();
+    tcp_ = std::move(*stream);
     proto::SipResolverOptions dns;
     dns.dns_server = group_.options_.dns_server;
     auto resolver = proto::SipResolver::Create(io_, clock_, dns);
@@ -73,7 +83,7 @@ class Shard final : public proto::DatagramHandler {
     context.shard_count = static_cast<uint32_t>(group_.options_.shards);
     context.clock = &clock_;
     context.timers = &timers_;
-    context.sink = udp_.get();
+    context.sink = this;
     context.counters = counters_.get();
     context.local_address = udp_->local_address();
     context.call_records = group_.options_.call_records;
@@ -83,7 +93,7 @@ class Shard final : public proto::DatagramHandler {
     txn.t1 = config_->timers.t1;
     txn.t2 = config_->timers.t2;
     txn.t4 = config_->timers.t4;
-    transactions_ = std::make_unique<proto::TransactionLayer>(txn, timers_, *udp_, *engine_);
+    transactions_ = std::make_unique<proto::TransactionLayer>(txn, timers_, *this, *engine_);
     engine_->SetTransactionLayer(transactions_.get());
     return absl::OkStatus();
   }
@@ -95,6 +105,7 @@ class Shard final : public proto::DatagramHandler {
   /// Shard thread. Runs until Stop().
   void Run() {
     udp_->Start(this);
+    tcp_->Start(this);
     engine_->StartProbing();
     ArmTick();
     io_.run();
@@ -104,6 +115,7 @@ class Shard final : public proto::DatagramHandler {
   void Stop() {
     asio::post(io_, [this] {
       udp_->Close();
+      tcp_->Close();
       tick_.cancel();
       work_.reset();
       io_.stop();
@@ -155,6 +167,28 @@ class Shard final : public proto::DatagramHandler {
 
   void OnBatchEnd() override { EndTurn(); }
 
+  // proto::StreamHandler
+  void OnStreamMessage(std::string_view message, const proto::Peer& source) override {
+    OnDatagram(message, source);
+  }
+
+  // proto::MessageSink: every message the shard sends, by transport. A TCP connection
+  // belongs to the shard that accepted it; bytes for another shard's connection travel
+  // there through the ring.
+  bool Send(const proto::Peer& to, std::string_view bytes) override {
+    if (to.transport == proto::TransportKind::kUdp) return udp_->Send(to, bytes);
+    const uint32_t owner = to.connection_id >> 24;
+    if (to.connection_id == 0 || owner == index_ || owner >= group_.options_.shards)
+      return tcp_->Send(to, bytes);
+    Envelope envelope{std::string(bytes), to, true};
+    if (!group_.Handoff(index_, owner, std::move(envelope))) {
+      counters_->datagrams_dropped[static_cast<size_t>(DropReason::kQueueFull)].Inc();
+      return false;
+    }
+    counters_->handoffs_sent.Inc();
+    return true;
+  }
+
  private:
   void Dispatch(const proto::Peer& source) {
     if (message_.is_request()) {
@@ -196,6 +230,10 @@ class Shard final : public proto::DatagramHandler {
         index_,
         [this](Envelope&& envelope) {
           counters_->handoffs_received.Inc();
+          if (envelope.outbound) {
+            tcp_->Send(envelope.source, envelope.bytes);
+            return;
+          }
           proto::ParseResult result =
               parser_.Parse(envelope.bytes, proto::Framing::kDatagram, &message_);
           if (result.status == proto::ParseStatus::kComplete) Dispatch(envelope.source);
@@ -245,6 +283,7 @@ class Shard final : public proto::DatagramHandler {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer tick_;
   std::unique_ptr<proto::UdpTransport> udp_;
+  std::unique_ptr<proto::TcpTransport> tcp_;
   std::unique_ptr<ShardResolver> resolver_;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<proto::TransactionLayer> transactions_;

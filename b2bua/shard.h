@@ -22,7 +22,10 @@ class CallRecordSink;
 /// bytes: the receive buffer it came from is reused as soon as the batch ends.
 struct Envelope {
   std::string bytes;
-  proto::Peer source;
+  proto::Peer source;  // inbound: where it came from; outbound: where it goes
+  /// Outbound: bytes for a TCP connection the receiving shard owns (RFC 3261 18.2.2:
+  /// responses go back on the connection the request came in on).
+  bool outbound = false;
 };
 
 struct ShardGroupOptions {

@@ -192,6 +192,17 @@ class CoreCallTest(B2buaTestCase):
         self.assertMetric("b2bua_calls_total", calls, outcome="answered", wait=5)
         self.assertNoActiveCalls(wait=10)
 
+    def test_caller_over_tcp_callee_over_udp(self):
+        """The caller's dialog rides one TCP connection; responses and in-dialog requests
+        from the callee side go back on it (RFC 3261 18.2.2)."""
+        callee = self.h.start_callee("uas-answer-then-hangup.xml", calls=3)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-basic-call-callee-hangup.xml", calls=3, rate=5,
+                                   extra=["-t", "t1"])
+        self.assertSippsOk(caller, callee)
+        self.assertMetric("b2bua_calls_total", 3, outcome="answered", wait=5)
+        self.assertNoActiveCalls()
+
     def test_100k_calls_leave_no_call_and_flat_memory(self):
         """100,000 calls in five rounds of 20,000: nothing stays behind, memory levels off.
 

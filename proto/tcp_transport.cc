@@ -1,0 +1,596 @@
+#include "proto/tcp_transport.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "proto/sip_message.h"
+#include "proto/sip_parser.h"
+
+namespace b2bua::proto {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr uint32_t kIdMask = 0x00FFFFFFu;
+// Most SIP messages fit; a connection that carries bigger ones grows its buffer up to
+// max_message_bytes + 1.
+constexpr size_t kInitialReceiveBytes = 4096;
+// accept() failing for want of descriptors or memory would fail again at once: pause.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+constexpr char kPing[] = "\r\n\r\n";  // RFC 5626 3.5.1
+constexpr std::string_view kPong = "\r\n";
+
+tcp::endpoint ToEndpoint(const NetAddress& address) {
+  if (address.is_v6()) {
+    asio::ip::address_v6::bytes_type bytes;
+    std::memcpy(bytes.data(), address.bytes().data(), bytes.size());
+    return tcp::endpoint(asio::ip::address_v6(bytes), address.port());
+  }
+  asio::ip::address_v4::bytes_type bytes;
+  std::memcpy(bytes.data(), address.bytes().data(), bytes.size());
+  return tcp::endpoint(asio::ip::address_v4(bytes), address.port());
+}
+
+NetAddress FromEndpoint(const tcp::endpoint& endpoint) {
+  return NetAddress::FromSockaddr(endpoint.data(), static_cast<socklen_t>(endpoint.size()));
+}
+
+NetAddress IpOnly(NetAddress address) {
+  address.set_port(0);
+  return address;
+}
+
+}  // namespace
+
+struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
+  struct Connection;
+  using ConnectionPtr = std::shared_ptr<Connection>;
+
+  Impl(asio::io_context& io_context, const NetAddress& listen_address, const TcpOptions& opts)
+      : io(io_context),
+        acceptor(io_context),
+        accept_backoff(io_context),
+        listen(listen_address),
+        options(opts),
+        parser(ParserLimits{opts.max_message_bytes}) {}
+
+  void StartAccept();
+  void OnAccept(error_code ec, tcp::socket socket);
+  Connection* Connect(const NetAddress& to);
+  void OnConnect(Connection& c, error_code ec);
+  ConnectionPtr NewConnection(tcp::socket socket, const NetAddress& remote, bool inbound);
+  uint32_t NextId();
+  Connection* FindLive(uint32_t id);
+  void StartRead(Connection& c);
+  void OnRead(Connection& c, error_code ec, size_t bytes);
+  size_t Frame(Connection& c);
+  bool Enqueue(Connection& c, std::string_view bytes);
+  void StartWrite(Connection& c);
+  void OnWrite(Connection& c, error_code ec, size_t bytes);
+  void ArmTimer(Connection& c, TimePoint at);
+  void OnTimer(Connection& c);
+  void CloseConnection(Connection& c, bool report);
+  void CloseAll();
+
+  asio::io_context& io;
+  tcp::acceptor acceptor;
+  asio::steady_timer accept_backoff;
+  const NetAddress listen;
+  const TcpOptions options;
+  const SipParser parser;
+  // Scratch for framing only: the handler gets the bytes and parses them itself.
+  SipMessage message;
+  StreamHandler* handler = nullptr;
+  bool started = false;
+  bool closed = false;
+  TcpCounters counters;
+  uint32_t last_id = 0;
+
+  // Owns every live connection. In-flight handlers hold their own reference, so a closed
+  // connection is freed when its last handler has run.
+  absl::flat_hash_map<uint32_t, ConnectionPtr> connections;
+  // Head of a list (Connection::next_same_address) of the live connections to each remote
+  // address: two can share one when they reach different local addresses.
+  absl::flat_hash_map<NetAddress, Connection*> by_address;
+  // Accepted connections per source IP (port 0 in the key).
+  absl::flat_hash_map<NetAddress, size_t> inbound_per_ip;
+};
+
+struct TcpTransport::Impl::Connection : std::enable_shared_from_this<Connection> {
+  Connection(Impl* impl, tcp::socket s, uint32_t connection_id, const NetAddress& remote_address,
+             bool is_inbound)
+      : owner(impl),
+        id(connection_id),
+        remote(remote_address),
+        inbound(is_inbound),
+        socket(std::move(s)),
+        timer(impl->io) {}
+
+  Peer peer() const { return Peer{remote, TransportKind::kTcp, id}; }
+
+  // Null once the connection is closed. Every completion handler checks it first: the
+  // Impl may be gone by then, the Connection is not (the handler holds it).
+  Impl* owner;
+  const uint32_t id;
+  const NetAddress remote;
+  const bool inbound;
+  // False while an outgoing connection is being established: bytes queue until then.
+  bool connected = false;
+  tcp::socket socket;
+  // The connect timeout, then the idle timeout. Armed once and re-armed from its own
+  // handler only, so traffic costs a clock read and no timer operation.
+  asio::steady_timer timer;
+  TimePoint last_activity;
+
+  // Received bytes not yet framed are [receive_begin, receive_end).
+  std::vector<char> receive;
+  size_t receive_begin = 0;
+  size_t receive_end = 0;
+  // How much of kPing the CRLFs since the last message have matched.
+  uint8_t ping_match = 0;
+
+  // Send() appends to `queued`; `writing` belongs to the async_write in flight. Swapping
+  // them keeps messages whole and in order, batches what queued meanwhile into one write,
+  // and reuses both buffers' capacity.
+  std::string queued;
+  std::string writing;
+  bool write_in_flight = false;
+
+  Connection* prev_same_address = nullptr;
+  Connection* next_same_address = nullptr;
+};
+
+TcpTransport::TcpTransport(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+TcpTransport::~TcpTransport() { Close(); }
+
+absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Open(asio::io_context& io,
+                                                                 const NetAddress& listen,
+                                                                 const TcpOptions& options) {
+  // ParseResult::consumed is 32 bits.
+  if (options.max_message_bytes == 0 || options.max_message_bytes > (1u << 30))
+    return absl::InvalidArgumentError("tcp: max_message_bytes must be in 1..2^30");
+  if (options.max_connections == 0 || options.max_connections >= kIdMask)
+    return absl::InvalidArgumentError("tcp: max_connections must be in 1..2^24-2");
+  auto impl = std::make_shared<Impl>(io, listen, options);
+  const int family = listen.is_v6() ? AF_INET6 : AF_INET;
+  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("tcp socket: ", std::strerror(errno)));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    int error = errno;
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("SO_REUSEPORT: ", std::strerror(error)));
+  }
+  if (listen.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  sockaddr_storage address;
+  socklen_t length = listen.ToSockaddr(&address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    int error = errno;
+    ::close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("bind tcp ", listen.ToString(), ": ", std::strerror(error)));
+  }
+  if (::listen(fd, SOMAXCONN) != 0) {
+    int error = errno;
+    ::close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("listen tcp ", listen.ToString(), ": ", std::strerror(error)));
+  }
+  length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  error_code ec;
+  impl->acceptor.assign(listen.is_v6() ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("tcp assign: ", ec.message()));
+  }
+  auto transport = std::unique_ptr<TcpTransport>(new TcpTransport(std::move(impl)));
+  transport->local_ = NetAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&address), length);
+  return transport;
+}
+
+void TcpTransport::Start(StreamHandler* handler) {
+  Impl& m = *impl_;
+  m.handler = handler;
+  if (m.started || m.closed) return;
+  m.started = true;
+  m.StartAccept();
+}
+
+void TcpTransport::Close() {
+  if (impl_) impl_->CloseAll();
+}
+
+bool TcpTransport::Send(const Peer& to, std::string_view bytes) {
+  Impl& m = *impl_;
+  if (m.closed) {
+    ++m.counters.send_failures;
+    return false;
+  }
+  Impl::Connection* c = nullptr;
+  if (to.connection_id != 0) c = m.FindLive(to.connection_id);
+  if (c == nullptr) {
+    // RFC 3261 18.2.2: when the request's connection is gone, any connection to the same
+    // address will do before a new one is opened.
+    auto it = m.by_address.find(to.address);
+    if (it != m.by_address.end()) c = it->second;
+  }
+  if (c == nullptr) c = m.Connect(to.address);
+  if (c == nullptr) {
+    ++m.counters.send_failures;
+    return false;
+  }
+  return m.Enqueue(*c, bytes);
+}
+
+size_t TcpTransport::connection_count() const { return impl_->connections.size(); }
+
+const TcpCounters& TcpTransport::counters() const { return impl_->counters; }
+
+// ---------------------------------------------------------------------------------------
+// Accepting
+
+void TcpTransport::Impl::StartAccept() {
+  acceptor.async_accept([self = shared_from_this()](error_code ec, tcp::socket socket) {
+    self->OnAccept(ec, std::move(socket));
+  });
+}
+
+void TcpTransport::Impl::OnAccept(error_code ec, tcp::socket socket) {
+  if (closed) return;
+  if (ec) {
+    if (ec == asio::error::operation_aborted) return;
+    ++counters.accept_errors;
+    if (ec == asio::error::no_descriptors || ec == asio::error::no_memory ||
+        ec == asio::error::no_buffer_space || ec.value() == ENFILE) {
+      accept_backoff.expires_after(kAcceptBackoff);
+      accept_backoff.async_wait([self = shared_from_this()](error_code wait_ec) {
+        if (!wait_ec && !self->closed) self->StartAccept();
+      });
+      return;
+    }
+    StartAccept();  // the peer gave up before we accepted (ECONNABORTED): nothing lasting
+    return;
+  }
+  error_code ignored;
+  tcp::endpoint endpoint = socket.remote_endpoint(ignored);
+  if (ignored) {
+    StartAccept();  // already reset by the peer
+    return;
+  }
+  const NetAddress remote = FromEndpoint(endpoint);
+  auto per_ip = inbound_per_ip.find(IpOnly(remote));
+  const size_t from_ip = per_ip == inbound_per_ip.end() ? 0 : per_ip->second;
+  if (connections.size() >= options.max_connections ||
+      from_ip >= options.max_connections_per_source_ip) {
+    ++counters.refused_over_limit;
+    // Reset rather than FIN: a flood must not leave sockets in TIME_WAIT on our side.
+    socket.set_option(asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
+    StartAccept();
+    return;
+  }
+  // SIP is request/response: Nagle would hold a response back waiting for an ACK.
+  socket.set_option(tcp::no_delay(true), ignored);
+  ConnectionPtr c = NewConnection(std::move(socket), remote, /*inbound=*/true);
+  c->connected = true;
+  ++counters.accepted;
+  c->last_activity = std::chrono::steady_clock::now();
+  ArmTimer(*c, c->last_activity + options.idle_timeout);
+  StartRead(*c);
+  StartAccept();
+}
+
+// ---------------------------------------------------------------------------------------
+// Connecting
+
+TcpTransport::Impl::Connection* TcpTransport::Impl::Connect(const NetAddress& to) {
+  if (connections.size() >= options.max_connections) {
+    ++counters.connect_failures;
+    return nullptr;
+  }
+  tcp::socket socket(io);
+  error_code ec;
+  socket.open(to.is_v6() ? tcp::v6() : tcp::v4(), ec);
+  if (ec) {
+    ++counters.connect_failures;
+    return nullptr;
+  }
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  if (!listen.is_unspecified() && listen.is_v6() == to.is_v6()) {
+    // Leave from the address we listen on, as UDP does, so a multi-homed host's peers see
+    // one address. NO_PORT defers the port choice to connect(), which can then share
+    // ephemeral ports across destinations.
+    int one = 1;
+    ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    socket.bind(ToEndpoint(IpOnly(listen)), ec);
+    if (ec) {
+      ++counters.connect_failures;
+      return nullptr;
+    }
+  }
+  ConnectionPtr c = NewConnection(std::move(socket), to, /*inbound=*/false);
+  ArmTimer(*c, std::chrono::steady_clock::now() + options.connect_timeout);
+  c->socket.async_connect(ToEndpoint(to), [c](error_code connect_ec) {
+    if (Impl* owner = c->owner) owner->OnConnect(*c, connect_ec);
+  });
+  return c.get();
+}
+
+void TcpTransport::Impl::OnConnect(Connection& c, error_code ec) {
+  if (ec) {
+    ++counters.connect_failures;
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  ++counters.connects;
+  c.connected = true;
+  // The timer still runs out at the connect deadline; it then measures idleness from here.
+  c.last_activity = std::chrono::steady_clock::now();
+  StartRead(c);
+  if (!c.queued.empty()) StartWrite(c);
+}
+
+TcpTransport::Impl::ConnectionPtr TcpTransport::Impl::NewConnection(tcp::socket socket,
+                                                                    const NetAddress& remote,
+                                                                    bool inbound) {
+  auto c = std::make_shared<Connection>(this, std::move(socket), NextId(), remote, inbound);
+  c->receive.resize(std::min(kInitialReceiveBytes, options.max_message_bytes + 1));
+  connections.emplace(c->id, c);
+  Connection*& head = by_address[remote];
+  c->next_same_address = head;
+  if (head != nullptr) head->prev_same_address = c.get();
+  head = c.get();
+  if (inbound) ++inbound_per_ip[IpOnly(remote)];
+  return c;
+}
+
+uint32_t TcpTransport::Impl::NextId() {
+  // Terminates: max_connections < 2^24 - 1, so some id in the shard's range is free.
+  const uint32_t base = options.connection_id_base & ~kIdMask;
+  for (;;) {
+    last_id = (last_id + 1) & kIdMask;
+    if (last_id == 0) continue;  // 0 means "no connection" in Peer
+    const uint32_t id = base | last_id;
+    if (!connections.contains(id)) return id;
+  }
+}
+
+TcpTransport::Impl::Connection* TcpTransport::Impl::FindLive(uint32_t id) {
+  auto it = connections.find(id);
+  return it == connections.end() ? nullptr : it->second.get();
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiving
+
+void TcpTransport::Impl::StartRead(Connection& c) {
+  c.socket.async_read_some(
+      asio::buffer(c.receive.data() + c.receive_end, c.receive.size() - c.receive_end),
+      [self = c.shared_from_this()](error_code ec, size_t bytes) {
+        if (Impl* owner = self->owner) owner->OnRead(*self, ec, bytes);
+      });
+}
+
+void TcpTransport::Impl::OnRead(Connection& c, error_code ec, size_t bytes) {
+  if (ec) {
+    // EOF or reset. Whatever part of a message was buffered dies with the connection.
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  // The handler may close the transport, or drop its last reference, from a callback.
+  std::shared_ptr<Impl> keep_alive = shared_from_this();
+  counters.bytes_received += bytes;
+  c.receive_end += bytes;
+  c.last_activity = std::chrono::steady_clock::now();
+  const size_t delivered = Frame(c);
+  if (delivered > 0 && handler != nullptr && !closed) handler->OnBatchEnd();
+  if (c.owner == nullptr) return;
+
+  // Keep the unframed tail at the front so the next read appends to it.
+  if (c.receive_begin == c.receive_end) {
+    c.receive_begin = c.receive_end = 0;
+  } else if (c.receive_begin > 0) {
+    std::memmove(c.receive.data(), c.receive.data() + c.receive_begin,
+                 c.receive_end - c.receive_begin);
+    c.receive_end -= c.receive_begin;
+    c.receive_begin = 0;
+  }
+  if (c.receive_end == c.receive.size()) {
+    const size_t cap = options.max_message_bytes + 1;
+    if (c.receive.size() >= cap) {
+      // The parser reports kTooLarge before a pending message fills max_message_bytes + 1,
+      // so this is unreachable; closing beats reading into a zero-length buffer forever.
+      ++counters.framing_errors;
+      CloseConnection(c, /*report=*/true);
+      return;
+    }
+    c.receive.resize(std::min(cap, c.receive.size() * 2));
+  }
+  StartRead(c);
+}
+
+size_t TcpTransport::Impl::Frame(Connection& c) {
+  size_t delivered = 0;
+  while (c.owner != nullptr) {
+    const char* data = c.receive.data();
+    // CRLFs between messages: keep-alives (RFC 3261 7.5). A double CRLF is an RFC 5626
+    // ping, answered with one CRLF. Stripped here rather than by the parser so that a ping
+    // split across reads, or followed at once by a message, is still answered.
+    while (c.receive_begin < c.receive_end &&
+           (data[c.receive_begin] == '\r' || data[c.receive_begin] == '\n')) {
+      const char ch = data[c.receive_begin++];
+      if (ch != kPing[c.ping_match]) {
+        c.ping_match = ch == '\r' ? 1 : 0;
+        continue;
+      }
+      if (++c.ping_match < 4) continue;
+      c.ping_match = 0;
+      ++counters.pongs_sent;
+      if (!Enqueue(c, kPong)) return delivered;
+    }
+    if (c.receive_begin == c.receive_end) break;
+    c.ping_match = 0;
+    const std::string_view input(data + c.receive_begin, c.receive_end - c.receive_begin);
+    const ParseResult result = parser.Parse(input, Framing::kStream, &message);
+    if (result.status == ParseStatus::kIncomplete) break;
+    if (result.status == ParseStatus::kKeepAlive) {  // not reached: CRLFs were stripped
+      c.receive_begin += result.consumed;
+      continue;
+    }
+    if (result.status != ParseStatus::kComplete) {
+      // kMalformed or kTooLarge: without a trustworthy Content-Length the next message's
+      // start cannot be found, so the stream is unusable.
+      ++counters.framing_errors;
+      CloseConnection(c, /*report=*/true);
+      break;
+    }
+    ++counters.messages_received;
+    ++delivered;
+    const std::string_view bytes = input.substr(0, result.consumed);
+    c.receive_begin += result.consumed;
+    // The view stays valid through the call: the handler may close the connection, but
+    // the receive buffer lives as long as the Connection, which our caller holds.
+    if (handler != nullptr) handler->OnStreamMessage(bytes, c.peer());
+  }
+  return delivered;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sending
+
+bool TcpTransport::Impl::Enqueue(Connection& c, std::string_view bytes) {
+  if (c.queued.size() + c.writing.size() + bytes.size() > options.max_write_queue_bytes) {
+    ++counters.write_overflow;
+    ++counters.send_failures;
+    CloseConnection(c, /*report=*/true);
+    return false;
+  }
+  c.queued.append(bytes.data(), bytes.size());
+  if (c.connected && !c.write_in_flight) StartWrite(c);
+  return true;
+}
+
+void TcpTransport::Impl::StartWrite(Connection& c) {
+  c.writing.swap(c.queued);
+  c.write_in_flight = true;
+  asio::async_write(c.socket, asio::buffer(c.writing),
+                    [self = c.shared_from_this()](error_code ec, size_t bytes) {
+                      if (Impl* owner = self->owner) owner->OnWrite(*self, ec, bytes);
+                    });
+}
+
+void TcpTransport::Impl::OnWrite(Connection& c, error_code ec, size_t bytes) {
+  c.write_in_flight = false;
+  counters.bytes_sent += bytes;
+  if (ec) {
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  c.writing.clear();
+  c.last_activity = std::chrono::steady_clock::now();
+  if (!c.queued.empty()) StartWrite(c);
+}
+
+// ---------------------------------------------------------------------------------------
+// Timers and closing
+
+void TcpTransport::Impl::ArmTimer(Connection& c, TimePoint at) {
+  c.timer.expires_at(at);
+  c.timer.async_wait([self = c.shared_from_this()](error_code ec) {
+    if (ec) return;  // cancelled: only CloseConnection cancels
+    if (Impl* owner = self->owner) owner->OnTimer(*self);
+  });
+}
+
+void TcpTransport::Impl::OnTimer(Connection& c) {
+  if (!c.connected) {
+    ++counters.connect_failures;
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  const TimePoint deadline = c.last_activity + options.idle_timeout;
+  if (std::chrono::steady_clock::now() >= deadline) {
+    ++counters.idle_closed;
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  ArmTimer(c, deadline);
+}
+
+void TcpTransport::Impl::CloseConnection(Connection& c, bool report) {
+  if (c.owner == nullptr) return;
+  ConnectionPtr keep_alive = c.shared_from_this();
+  c.owner = nullptr;
+  error_code ignored;
+  // Pending operations complete with operation_aborted and find `owner` null. The buffers
+  // they use stay alive with the Connection their handlers hold.
+  c.socket.close(ignored);
+  c.timer.cancel();
+
+  if (c.prev_same_address != nullptr) {
+    c.prev_same_address->next_same_address = c.next_same_address;
+  } else {
+    auto it = by_address.find(c.remote);
+    if (it != by_address.end() && it->second == &c) {
+      if (c.next_same_address != nullptr)
+        it->second = c.next_same_address;
+      else
+        by_address.erase(it);
+    }
+  }
+  if (c.next_same_address != nullptr) c.next_same_address->prev_same_address = c.prev_same_address;
+  c.prev_same_address = c.next_same_address = nullptr;
+
+  if (c.inbound) {
+    auto it = inbound_per_ip.find(IpOnly(c.remote));
+    if (it != inbound_per_ip.end() && --it->second == 0) inbound_per_ip.erase(it);
+  }
+  connections.erase(c.id);
+
+  if (report && !closed && (!c.queued.empty() || !c.writing.empty())) {
+    ++counters.send_failures;
+    // Posted, not called: this may run inside the handler's own Send().
+    asio::post(io, [self = shared_from_this(), peer = c.peer()] {
+      if (!self->closed && self->handler != nullptr) self->handler->OnSendFailure(peer);
+    });
+  }
+}
+
+void TcpTransport::Impl::CloseAll() {
+  if (closed) return;
+  closed = true;
+  error_code ignored;
+  acceptor.close(ignored);
+  accept_backoff.cancel();
+  // Closing erases from the map: close from a copy.
+  auto all = std::move(connections);
+  connections.clear();
+  for (auto& [id, c] : all) CloseConnection(*c, /*report=*/false);
+  by_address.clear();
+  inbound_per_ip.clear();
+}
+
+}  // namespace b2bua::proto
