@@ -318,11 +318,11 @@ uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count) {
 
 CallEngine::CallEngine(const ShardContext& context, std::shared_ptr<const Config> config)
     : context_(context), config_(std::move(config)) {
-  local_host_port_ = context_.local_address.is_v6()
-                         ? StrCat("[", context_.local_address.IpString(), "]:",
-                                        context_.local_address.port())
-                         : StrCat(context_.local_address.IpString(), ":",
-                                        context_.local_address.port());
+  const std::string ip = context_.advertised_ip.empty() ? context_.local_address.IpString()
+                                                       : context_.advertised_ip;
+  local_host_port_ = ip.find(':') != std::string::npos
+                         ? StrCat("[", ip, "]:", context_.local_address.port())
+                         : StrCat(ip, ":", context_.local_address.port());
   contact_header_ = StrCat("<sip:b2bua@", local_host_port_, ">");
 }
 
@@ -1648,6 +1648,26 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
 }
 
 void CallEngine::CollectEndedCalls() { ended_.clear(); }
+
+void CallEngine::EndAllCalls() {
+  std::vector<Call*> live;
+  for (auto& [cookie, call] : calls_) live.push_back(call.get());
+  for (Call* call : live) {
+    if (call->state == Call::State::kAnswered || call->state == Call::State::kConfirmed) {
+      if (!call->b_acked) SendAckToB(*call, call->b_invite_cseq, {}, {});
+      SendInDialogRequest(*call, true, Method::kBye, "BYE", {}, {}, {}, 0);
+      SendInDialogRequest(*call, false, Method::kBye, "BYE", {}, {}, {}, 0);
+      EndCall(*call, CallOutcome::kAnswered);
+      continue;
+    }
+    if (call->state == Call::State::kEnding) continue;
+    call->cancelled = true;
+    CancelBLeg(*call);
+    AnswerCaller(*call, 503, "Service Unavailable",
+                 "Retry-After: 5\r\nReason: SIP;cause=503;text=\"shutting down\"\r\n", {}, {});
+    EndCall(*call, CallOutcome::kOverload);
+  }
+}
 
 void CallEngine::EndAttempt(Call& call) {
   if (call.current_target < 0) return;

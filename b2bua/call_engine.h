@@ -65,6 +65,9 @@ struct ShardContext {
   ShardCounters* counters = nullptr;
   /// The address the B2BUA listens on; written into Via and Contact.
   proto::NetAddress local_address;
+  /// The address written into Via and Contact when it differs from `local_address` (a
+  /// wildcard listen address, NAT); empty: local_address.
+  std::string advertised_ip;
   /// Where call records go; null for none.
   CallRecordSink* call_records = nullptr;
   /// Host names are resolved through this; null: only IP literals can be reached.
@@ -108,6 +111,9 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
 
   /// Owning shard only. Refuse new calls with 503 from now on (SIGTERM drain).
   void StartDraining() { draining_ = true; }
+  /// Owning shard only. Ends every call now: BYE on both legs of answered calls, CANCEL
+  /// and 503 for the others (the end of a drain).
+  void EndAllCalls();
   size_t active_calls() const { return calls_.size(); }
 
   /// Owning shard only. Starts (or restarts, after a config change) the OPTIONS probes of

@@ -1,6 +1,10 @@
 // The b2bua binary: flags, config, shards, metrics endpoint and signals. Wiring only.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -9,11 +13,13 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "b2bua/call_engine.h"
 #include "b2bua/config.h"
+#include "b2bua/log.h"
 #include "b2bua/shard.h"
 #include "metrics/exporter.h"
 #include "metrics/http_server.h"
@@ -28,6 +34,9 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus endpoint IP:PORT serving /metrics, /healthz and /readyz. Empty disables it.");
 ABSL_FLAG(std::string, log_level, "info", "error, warning, info or debug.");
+ABSL_FLAG(std::string, advertise, "",
+          "IP written into Via and Contact (the address peers reach the B2BUA at). Empty: the "
+          "--listen IP, or for a wildcard listen address the one the host routes from.");
 ABSL_FLAG(std::string, dns_server, "",
           "DNS server IP:PORT for RFC 3263 lookups of next hops and redirect targets named by "
           "host name. Empty: the servers of /etc/resolv.conf.");
@@ -39,16 +48,48 @@ namespace {
 
 constexpr std::string_view kVersion = "0.2.0";
 
-int LogLevel(const std::string& name) {
-  if (name == "error") return 0;
-  if (name == "warning") return 1;
-  if (name == "debug") return 3;
-  return 2;
+void Log(int level, int threshold, const std::string& line) {
+  if (level <= threshold) b2bua::WriteLogLine(static_cast<b2bua::LogLevel>(level), line);
 }
 
-void Log(int level, int threshold, const std::string& line) {
-  static constexpr const char* kNames[] = {"error", "warning", "info", "debug"};
-  if (level <= threshold) std::fprintf(stderr, "b2bua %s: %s\n", kNames[level], line.c_str());
+// `--help` lists this binary's own flags and exits 0 (abseil's lists only flags defined
+// in a file named after the program, and exits 1).
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-help" || arg == "-h" || arg == "--helpfull") return true;
+  }
+  return false;
+}
+
+void PrintHelp() {
+  std::string out = std::string(absl::ProgramUsageMessage()) + "\n\nFlags:\n";
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (std::string(flag->Filename()).find("b2bua/main.cc") == std::string::npos) continue;
+    out += "  --" + std::string(name) + " (default: \"" + flag->DefaultValue() + "\")\n      " +
+           flag->Help() + "\n";
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+// The source address the host would use towards the outside world: connecting a UDP
+// socket sends nothing, it only picks the route.
+std::string RoutedIp(bool v6) {
+  int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return {};
+  b2bua::proto::NetAddress probe;
+  b2bua::proto::NetAddress::ParseIp(v6 ? "2001:db8::1" : "192.0.2.1", 9, &probe);
+  sockaddr_storage address;
+  socklen_t length = probe.ToSockaddr(&address);
+  std::string ip;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), length) == 0) {
+    length = sizeof(address);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0)
+      ip = b2bua::proto::NetAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&address), length)
+               .IpString();
+  }
+  ::close(fd);
+  return ip;
 }
 
 // Call records go to stderr, one fwrite per line: stdio's own lock keeps lines whole
@@ -73,8 +114,18 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Carrier-grade SIP back-to-back user agent that follows 3xx redirects for its callers.\n"
       "Usage: b2bua [--listen=IP:PORT] [--shards=N] [--config=FILE] [--metrics_listen=IP:PORT]");
+  if (WantsHelp(argc, argv)) {
+    PrintHelp();
+    return 0;
+  }
   absl::ParseCommandLine(argc, argv);
-  const int log_level = LogLevel(absl::GetFlag(FLAGS_log_level));
+  b2bua::LogLevel level = b2bua::LogLevel::kInfo;
+  if (!b2bua::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    std::fprintf(stderr, "b2bua error: --log_level must be error, warning, info or debug\n");
+    return 2;
+  }
+  b2bua::SetLogLevel(level);
+  const int log_level = static_cast<int>(level);
 
   // Signals are taken synchronously by the main thread; the shards never see them.
   sigset_t signals;
@@ -99,6 +150,17 @@ int main(int argc, char** argv) {
   }
   options.shards = absl::GetFlag(FLAGS_shards);
   options.dns_server = absl::GetFlag(FLAGS_dns_server);
+  options.advertised_ip = absl::GetFlag(FLAGS_advertise);
+  if (options.advertised_ip.empty() && options.listen.is_unspecified()) {
+    options.advertised_ip = RoutedIp(options.listen.is_v6());
+    if (options.advertised_ip.empty()) {
+      Log(0, log_level, "--listen is a wildcard address and no route tells which IP peers "
+                        "reach us at: give --advertise=IP");
+      return 2;
+    }
+    Log(1, log_level, absl::StrCat("--listen is a wildcard address: advertising ",
+                                   options.advertised_ip, " in Via and Contact (--advertise)"));
+  }
   if (options.shards == 0) options.shards = std::max(1u, std::thread::hardware_concurrency());
 
   StderrCallRecords call_records;
@@ -127,6 +189,7 @@ int main(int argc, char** argv) {
                    " shards; metrics on ", absl::GetFlag(FLAGS_metrics_listen), "; config ",
                    (*config)->source));
 
+  std::shared_ptr<const b2bua::Config> current = *config;
   for (;;) {
     int signal_number = 0;
     if (sigwait(&signals, &signal_number) != 0) continue;
@@ -139,6 +202,7 @@ int main(int argc, char** argv) {
         continue;
       }
       group.UpdateConfig(*reloaded);
+      current = *reloaded;
       Log(2, log_level, absl::StrCat("config reloaded from ", (*reloaded)->source));
       continue;
     }
@@ -147,9 +211,19 @@ int main(int argc, char** argv) {
   // Drain: refuse new calls, let live ones end, up to the drain limit.
   draining = true;
   group.StartDraining();
-  const auto limit = std::chrono::steady_clock::now() + (*config)->limits.drain_timeout;
+  const auto limit = std::chrono::steady_clock::now() + current->limits.drain_timeout;
   while (group.ActiveCalls() > 0 && std::chrono::steady_clock::now() < limit)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (const uint64_t left = group.ActiveCalls(); left > 0) {
+    // The drain limit is up: end what is left properly rather than leave both peers
+    // holding a call nobody will end.
+    Log(1, log_level, absl::StrCat("drain limit reached: ending ", left, " calls with BYE"));
+    group.EndAllCalls();
+    const auto flush = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (group.ActiveCalls() > 0 && std::chrono::steady_clock::now() < flush)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the BYEs leave
+  }
   Log(2, log_level, absl::StrCat("stopping with ", group.ActiveCalls(), " calls still up"));
   if (http) http->Stop();
   group.Stop();

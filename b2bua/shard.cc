@@ -87,6 +87,7 @@ class Shard final : public proto::DatagramHandler,
     context.counters = counters_.get();
     context.local_address = udp_->local_address();
     context.call_records = group_.options_.call_records;
+    context.advertised_ip = group_.options_.advertised_ip;
     context.resolver = resolver_.get();
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
@@ -134,6 +135,14 @@ class Shard final : public proto::DatagramHandler,
   /// Safe from any thread.
   void StartDraining() {
     asio::post(io_, [this] { engine_->StartDraining(); });
+  }
+
+  /// Safe from any thread.
+  void EndAllCalls() {
+    asio::post(io_, [this] {
+      engine_->EndAllCalls();
+      EndTurn();
+    });
   }
 
   /// Safe from any thread. Runs DrainInbox on the shard; the mailbox's wake-pending flag
@@ -325,6 +334,10 @@ void ShardGroup::Stop() {
 
 void ShardGroup::StartDraining() {
   for (auto& shard : shards_) shard->StartDraining();
+}
+
+void ShardGroup::EndAllCalls() {
+  for (auto& shard : shards_) shard->EndAllCalls();
 }
 
 void ShardGroup::UpdateConfig(std::shared_ptr<const Config> config) {

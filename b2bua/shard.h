@@ -33,6 +33,8 @@ struct ShardGroupOptions {
   proto::NetAddress listen;
   /// Envelopes each (from, to) ring holds; a full ring drops and counts.
   size_t ring_capacity = 4096;
+  /// Written into Via and Contact instead of the listen address; empty: the listen address.
+  std::string advertised_ip;
   /// DNS server "IP:PORT" for RFC 3263 lookups; empty: /etc/resolv.conf.
   std::string dns_server;
   /// Receives the call records of redirected calls; null for none. Must outlive the group.
@@ -57,6 +59,8 @@ class ShardGroup {
   void Stop();
   /// Safe from any thread. New calls are refused with 503 from now on.
   void StartDraining();
+  /// Safe from any thread. Ends every live call (BYE, or CANCEL and 503) on every shard.
+  void EndAllCalls();
   /// Safe from any thread. Hands a new config snapshot to every shard; live calls keep theirs.
   void UpdateConfig(std::shared_ptr<const Config> config);
   /// Safe from any thread. Calls in progress, summed over the shards.
