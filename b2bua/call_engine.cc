@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/hash/hash.h"
+#include "b2bua/log.h"
 #include "proto/sip_builder.h"
 #include "proto/sip_chars.h"
 #include "proto/str_util.h"
@@ -1637,6 +1638,17 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   context_.counters->calls_ended[static_cast<size_t>(outcome)].Inc();
   context_.counters->calls_active.Dec();
   if (call.in_redirect && context_.call_records != nullptr) WriteCallRecord(call, outcome);
+  if (outcome != CallOutcome::kAnswered && LogEnabled(LogLevel::kInfo)) {
+    // Failed calls are what an operator greps for; a storm of them is rate-limited.
+    static LogRateLimit limit(50);
+    uint64_t suppressed = 0;
+    if (limit.Allow(&suppressed))
+      WriteLogLine(LogLevel::kInfo,
+                   StrCat("call ended call_id=\"", call.a.call_id, "\" outcome=",
+                          CallOutcomeName(outcome), " status=",
+                          call.best_status ? call.best_status : 0),
+                   suppressed);
+  }
   calls_by_call_id_.erase(call.a.call_id);
   calls_by_call_id_.erase(call.b.call_id);
   auto it = calls_.find(call.cookie);

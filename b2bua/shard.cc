@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "b2bua/call_engine.h"
+#include "b2bua/log.h"
+#include "proto/str_util.h"
 #include "b2bua/shard_mailbox.h"
 #include "proto/dns_resolver.h"
 #include "proto/sip_builder.h"
@@ -159,6 +161,7 @@ class Shard final : public proto::DatagramHandler,
     if (result.status == proto::ParseStatus::kKeepAlive) return;
     if (result.status != proto::ParseStatus::kComplete) {
       counters_->parse_errors[static_cast<size_t>(result.problem.defect)].Inc();
+      LogBadInput(source, result.problem.defect);
       AnswerProblem(source, result.problem, {});
       return;
     }
@@ -216,6 +219,18 @@ class Shard final : public proto::DatagramHandler,
       }
     }
     transactions_->OnMessage(message_, source);
+  }
+
+  // Bad input is logged, but a flood of it writes at most a few lines a second.
+  void LogBadInput(const proto::Peer& source, proto::Defect defect) {
+    static LogRateLimit limit(5);
+    uint64_t suppressed = 0;
+    if (!LogEnabled(LogLevel::kWarning) || !limit.Allow(&suppressed)) return;
+    WriteLogLine(LogLevel::kWarning,
+                 proto::StrCat("malformed message from ", source.address.ToString(), " (",
+                               proto::TransportName(source.transport),
+                               "): ", proto::DefectText(defect)),
+                 suppressed);
   }
 
   void AnswerProblem(const proto::Peer& source, const proto::Problem& problem,
