@@ -10,12 +10,74 @@ missing or no binary is given. See harness.py for logs and environment variables
 
 import time
 import os
+import socket
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (B2buaTestCase, free_port, main, route, tag_of,  # noqa: E402
                      uri_hostport, via_sent_by)
+from harness import (SIPP_BUFF_SIZE, SIPP_DIR, SIPP_RC_BIND_FAILED, Sipp,  # noqa: E402
+                     next_hop, sipp_path)
+
+# -- IPv6 on ::1 ----------------------------------------------------------------------
+# The harness puts every process on 127.0.0.1; these few helpers run one call on ::1.
+
+IPV6_LOOPBACK = "::1"
+_v6_ports = set()
+
+
+def ipv6_loopback_available():
+    """True when a UDP socket can be bound to [::1] (IPv6 enabled on lo)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind((IPV6_LOOPBACK, 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_port_v6():
+    """A port on [::1] that is free for both UDP and TCP right now (bind port 0)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
+            udp.bind((IPV6_LOOPBACK, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((IPV6_LOOPBACK, port))
+                except OSError:
+                    continue
+        if port not in _v6_ports:
+            _v6_ports.add(port)
+            return port
+    raise RuntimeError("no free port on [::1] found")
+
+
+def udp6_port_bound(port):
+    """True when a socket is bound to UDP [::1]:port or [::]:port (reads /proc/net/udp6).
+
+    None when /proc/net/udp6 is not available.
+    """
+    want = ":%04X" % port
+    try:
+        with open("/proc/net/udp6") as fh:
+            next(fh)
+            for line in fh:
+                local = line.split()[1]
+                if local.endswith(want) and local.split(":")[0] in (
+                        "00000000000000000000000001000000", "0" * 32):
+                    return True
+    except OSError:
+        return None
+    return False
+
+
+def v6_hostport(port):
+    return "[%s]:%d" % (IPV6_LOOPBACK, port)
 
 
 class CoreCallTest(B2buaTestCase):
@@ -236,6 +298,113 @@ class CoreCallTest(B2buaTestCase):
         self.assertMetric("b2bua_calls_total", rounds * per_round, outcome="answered")
         self.assertLess(rss[-1] - rss[-3], 8 * 1024,
                         "RSS after each round of %d calls: %s KiB" % (per_round, rss))
+
+    def test_reinvite_from_callee(self):
+        """The callee re-INVITEs inside the dialog it answered; the caller accepts it."""
+        callee = self.h.start_callee("uas-answer-then-reinvite.xml", calls=1, duration_ms=100)
+        self.start_with_route(callee)
+        caller = self.h.run_caller("uac-accept-reinvite-then-hangup.xml", duration_ms=100)
+        self.assertSippsOk(caller, callee)
+        invites = caller.received("INVITE")
+        self.assertEqual(len(invites), 1, "the callee's re-INVITE did not reach the caller")
+        self.assertIn("a=sendonly", invites[0].body, "re-INVITE SDP not relayed")
+        answers = [m for m in callee.received(status=200) if m.cseq_method == "INVITE"]
+        self.assertTrue(answers, "the callee got no 200 to its re-INVITE")
+        self.assertIn("a=recvonly", answers[-1].body, "re-INVITE answer SDP not relayed")
+        self.assertEqual(len(caller.received("ACK")), 1, "the re-INVITE's ACK not relayed")
+        self.assertEqual(len(callee.received("BYE")), 1)
+        self.assertMetric("b2bua_calls_total", 1, outcome="answered")
+        self.assertNoActiveCalls()
+
+    # -- IPv6 ---------------------------------------------------------------------------
+
+    def start_sipp_v6(self, name, scenario, tail, timeout=15, wait_bound=False):
+        """Starts SIPp on [::1] (the harness's helpers use 127.0.0.1); returns a Sipp.
+
+        Foreground, stdin from /dev/null, -nostdin, logs in the test's directory. The
+        process joins self.h.sipps, so it is killed and reported like the others.
+        """
+        path = os.path.join(SIPP_DIR, scenario)
+        for _ in range(3):
+            port = free_port_v6()
+            tag = "v6-%02d-%s" % (len(self.h.sipps) + 1, name)
+            files = {k: self.h.path("%s.%s" % (tag, k)) for k in ("out", "err", "msg")}
+            args = [sipp_path(), "-sf", path, "-i", IPV6_LOOPBACK, "-p", str(port),
+                    "-buff_size", SIPP_BUFF_SIZE, "-nostdin",
+                    "-timeout", "%ds" % timeout, "-timeout_error",
+                    "-trace_err", "-error_file", files["err"],
+                    "-trace_msg", "-message_file", files["msg"]] + list(tail)
+            with open(files["out"], "w") as out:
+                out.write("$ %s\n" % " ".join(args))
+                out.flush()
+                popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=self.h.dir)
+            sipp = Sipp(name, scenario, port, popen, files, timeout)
+            self.h.sipps.append(sipp)
+            self.addCleanup(sipp.kill)
+            if not wait_bound:
+                return sipp
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and sipp.running():
+                bound = udp6_port_bound(port)
+                if bound:
+                    return sipp
+                if bound is None:  # no /proc: give it a moment
+                    time.sleep(0.3)
+                    return sipp
+                time.sleep(0.02)
+            if sipp.running():
+                self.fail("%s did not bind UDP [::1]:%d" % (name, port))
+            if sipp.wait() != SIPP_RC_BIND_FAILED:
+                self.fail("%s exited with %s at start-up:\n%s" % (name, sipp.rc, sipp.report()))
+        self.fail("%s could not bind on [::1] after 3 attempts" % name)
+
+    def start_b2bua_v6(self, config_path):
+        """Starts the b2bua with SIP on [::1]; /metrics and /readyz stay on 127.0.0.1.
+
+        start_b2bua() passes --listen=127.0.0.1:PORT; a later occurrence of an absl flag
+        wins, so the extra --listen=[::1]:PORT is the one the b2bua binds.
+        """
+        for attempt in range(3):
+            port = free_port_v6()
+            try:
+                return self.h.start_b2bua(config_path, port=port,
+                                          extra_args=["--listen=%s" % v6_hostport(port)])
+            except AssertionError:
+                b = self.h.b2bua
+                if attempt == 2 or b is None or b.running():
+                    raise
+                with open(b.log, errors="replace") as fh:
+                    if "in use" not in fh.read().lower():
+                        raise
+
+    def test_ipv6_basic_call(self):
+        """Caller, b2bua and callee all on [::1]: the call completes and the b2bua's own
+        Via and Contact carry its bracketed IPv6 address."""
+        if not ipv6_loopback_available():
+            self.skipTest("IPv6 loopback ::1 is not available")
+        callee = self.start_sipp_v6("callee-uas-answer-200", "uas-answer-200.xml",
+                                    ["-m", "1", "-d", "0"], timeout=30, wait_bound=True)
+        cfg = self.h.config(routes=[{"prefix": "1",
+                                     "next_hops": [next_hop(callee.port, host="[::1]")]}])
+        b2bua = self.start_b2bua_v6(cfg)
+        b2bua_v6 = v6_hostport(b2bua.port)
+        for _ in range(2):  # once more if its port went in the meantime
+            caller = self.start_sipp_v6(
+                "caller-uac-basic-call-caller-hangup", "uac-basic-call-caller-hangup.xml",
+                ["-s", "1000", "-m", "1", "-r", "10", "-d", "100", "-key", "dest", b2bua_v6,
+                 b2bua_v6])
+            if caller.wait() != SIPP_RC_BIND_FAILED:
+                break
+        self.assertSippsOk(caller, callee)
+        invite = callee.received("INVITE")[0]
+        self.assertEqual(via_sent_by(invite.header("via")), b2bua_v6)
+        self.assertEqual(uri_hostport(invite.header("contact")), b2bua_v6)
+        self.assertEqual(len(callee.received("BYE")), 1)
+        self.assertEqual(uri_hostport(caller.received(status=200)[0].header("contact")),
+                         b2bua_v6)
+        self.assertMetric("b2bua_calls_total", 1, outcome="answered")
+        self.assertNoActiveCalls()
 
 if __name__ == "__main__":
     main()
