@@ -631,6 +631,17 @@ bool CallEngine::StartNextAttempt(Call& call) {
     if (!uri.transport.empty()) transport = hop.transport;
     std::string request_uri =
         call.hop_request_uri.empty() ? call.a_request_uri : call.hop_request_uri;
+    proto::SipUri original;
+    if (call.hop_request_uri.empty() &&
+        proto::ParseUri(call.a_request_uri, &original) == proto::UriError::kNone &&
+        original.IsSip() && NamesSelf(original)) {
+      // A Request-URI naming the B2BUA would bring the call straight back through a proxy
+      // next hop: address the user at the next hop instead (a trunk routes on the user).
+      const bool v6 = hop.host.find(':') != std::string::npos;
+      request_uri = StrCat("sip:", original.user, original.has_user ? "@" : "",
+                           v6 ? "[" : "", hop.host, v6 ? "]" : "",
+                           uri.port ? StrCat(":", uri.port) : "");
+    }
     if (SendAttempt(call, uri, std::move(request_uri), {}, transport, -1)) return true;
   }
   if (!call.in_redirect) return false;
