@@ -1374,6 +1374,7 @@ void CallEngine::OnAck(const SipMessage& ack, const Peer& source) {
     call.state = Call::State::kConfirmed;
     SendAckToB(call, call.b_invite_cseq, ack.body(), ack.content_type());
     call.b_acked = true;
+    ReleaseSetupState(call);
     return;
   }
   if (call.reinvite_pending && from_a == call.reinvite_from_a &&
@@ -1671,6 +1672,39 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
 }
 
 void CallEngine::CollectEndedCalls() { ended_.clear(); }
+
+void CallEngine::ReleaseSetupState(Call& call) {
+  // A confirmed call may be held for hours: keep only what its dialogs need (and, for a
+  // redirected call, the hops its call record will list when it ends).
+  const auto release = [](std::string& text) { std::string().swap(text); };
+  release(call.a_2xx);
+  release(call.offer_body);
+  release(call.offer_type);
+  release(call.passed);
+  release(call.b_answer_body);
+  release(call.history_info);
+  release(call.best_reason);
+  release(call.best_extra);
+  release(call.last_3xx_status);
+  release(call.last_3xx_contacts);
+  release(call.pending_request_uri);
+  release(call.pending_proxy_route);
+  release(call.b_to);
+  release(call.b_via);
+  release(call.b_route_lines);
+  release(call.hop_request_uri);
+  call.a_head = ResponseHead{};
+  call.policy.reset();
+  std::vector<NextHop>().swap(call.hops);
+  if (!call.in_redirect) {
+    release(call.a_request_uri);
+    call.targets = TargetSet();
+    std::vector<proto::TimePoint>().swap(call.attempt_started);
+    std::vector<proto::Duration>().swap(call.attempt_took);
+  }
+  std::vector<Peer>().swap(call.spare_addresses);
+  call.relays.clear();
+}
 
 void CallEngine::EndAllCalls() {
   std::vector<Call*> live;

@@ -194,6 +194,8 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void SendA2xx(Call& call);
   void HangUp(Call& call, CallOutcome outcome);
   void EndCall(Call& call, CallOutcome outcome);
+  /// Frees what only the call set-up needed, once the caller has ACKed the 2xx.
+  void ReleaseSetupState(Call& call);
   /// Notes when the current redirect attempt ended, for the call record.
   void EndAttempt(Call& call);
   void WriteCallRecord(const Call& call, CallOutcome outcome);
