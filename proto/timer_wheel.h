@@ -68,7 +68,7 @@ class TimerWheel {
     kDue,    // taken out of its slot by the running Advance(), not fired yet
   };
 
-  // 64 bytes: one node per cache line.
+  // 64 bytes with padding, kept contiguous in nodes_ and addressed by 32-bit index.
   struct Node {
     TimePoint deadline;
     // The tick the node is filed under: its slot is due_tick & slot_mask_, and
