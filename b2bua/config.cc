@@ -706,6 +706,11 @@ absl::Status Loader::ReadRedirect(const YAML::Node& node, std::string_view path,
           n, key_path,
           {{"serial", RedirectFork::kSerial}, {"parallel_equal_q", RedirectFork::kParallelEqualQ}},
           &r.fork);
+      // Refused rather than silently treated as serial: the engine has no parallel forking.
+      if (s.ok() && r.fork == RedirectFork::kParallelEqualQ)
+        s = Error(n, key_path,
+                  "'parallel_equal_q' is not available in this version: targets are tried "
+                  "one at a time (use serial)");
     } else if (e.key == "deny_self") {
       s = ReadBool(n, key_path, &r.deny_self);
     } else if (e.key == "cache_301") {

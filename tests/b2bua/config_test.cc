@@ -319,11 +319,14 @@ TEST(ConfigErrorTest, WrongShapes) {
 TEST(ConfigTest, BooleansAndEnumsAcceptCommonSpellings) {
   std::shared_ptr<const Config> c = MustParse(
       "redirect:\n  send_181: no\n  diversion: True\n  mode: Relay\n"
-      "  fork: parallel_equal_q\n  to_uri: replace\n  allow: {schemes: [SIP, tel]}\n");
+      "  fork: Serial\n  to_uri: replace\n  allow: {schemes: [SIP, tel]}\n");
   EXPECT_FALSE(c->redirect.send_181);
   EXPECT_TRUE(c->redirect.diversion);
   EXPECT_EQ(c->redirect.mode, RedirectMode::kRelay);
-  EXPECT_EQ(c->redirect.fork, RedirectFork::kParallelEqualQ);
+  EXPECT_EQ(c->redirect.fork, RedirectFork::kSerial);
+  EXPECT_EQ(ErrorOf("redirect:\n  fork: parallel_equal_q\n"),
+            "b2bua.yaml:2: redirect.fork: 'parallel_equal_q' is not available in this version: "
+            "targets are tried one at a time (use serial)");
   EXPECT_EQ(c->redirect.to_uri, RedirectToUri::kReplace);
   EXPECT_THAT(c->redirect.allow.schemes, ElementsAre("sip", "tel"));
   EXPECT_TRUE(c->redirect.AllowsScheme("TEL"));
