@@ -1,4 +1,5 @@
 #include "proto/tcp_transport.h"
+#include "proto/socket_util.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -172,33 +173,16 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Open(asio::io_contex
   if (options.max_connections == 0 || options.max_connections >= kIdMask)
     return absl::InvalidArgumentError("tcp: max_connections must be in 1..2^24-2");
   auto impl = std::make_shared<Impl>(io, listen, options);
-  const int family = listen.is_v6() ? AF_INET6 : AF_INET;
-  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("tcp socket: ", std::strerror(errno)));
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-    int error = errno;
-    ::close(fd);
-    return absl::InternalError(absl::StrCat("SO_REUSEPORT: ", std::strerror(error)));
-  }
-  if (listen.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  sockaddr_storage address;
-  socklen_t length = listen.ToSockaddr(&address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
-    int error = errno;
-    ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("bind tcp ", listen.ToString(), ": ", std::strerror(error)));
-  }
+  NetAddress bound;
+  absl::StatusOr<int> opened = OpenReusePortSocket(SOCK_STREAM, listen, &bound);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   if (::listen(fd, SOMAXCONN) != 0) {
     int error = errno;
     ::close(fd);
     return absl::UnavailableError(
         absl::StrCat("listen tcp ", listen.ToString(), ": ", std::strerror(error)));
   }
-  length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
   error_code ec;
   impl->acceptor.assign(listen.is_v6() ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
@@ -206,7 +190,7 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Open(asio::io_contex
     return absl::InternalError(absl::StrCat("tcp assign: ", ec.message()));
   }
   auto transport = std::unique_ptr<TcpTransport>(new TcpTransport(std::move(impl)));
-  transport->local_ = NetAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&address), length);
+  transport->local_ = bound;
   return transport;
 }
 

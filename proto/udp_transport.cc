@@ -1,4 +1,5 @@
 #include "proto/udp_transport.h"
+#include "proto/socket_util.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -52,32 +53,16 @@ absl::StatusOr<std::unique_ptr<UdpTransport>> UdpTransport::Open(asio::io_contex
                                                                  const NetAddress& listen,
                                                                  const UdpOptions& options) {
   auto impl = std::make_unique<Impl>(io, options);
-  const int family = listen.is_v6() ? AF_INET6 : AF_INET;
-  int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("udp socket: ", std::strerror(errno)));
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-    ::close(fd);
-    return absl::InternalError(absl::StrCat("SO_REUSEPORT: ", std::strerror(errno)));
-  }
+  NetAddress bound;
+  absl::StatusOr<int> opened = OpenReusePortSocket(SOCK_DGRAM, listen, &bound);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   int buffer = options.socket_buffer_bytes;
   // SO_*BUFFORCE passes net.core.rmem_max when running with CAP_NET_ADMIN; fall back quietly.
   if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)) != 0)
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
   if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buffer, sizeof(buffer)) != 0)
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof(buffer));
-  if (listen.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  sockaddr_storage address;
-  socklen_t length = listen.ToSockaddr(&address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
-    int error = errno;
-    ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("bind udp ", listen.ToString(), ": ", std::strerror(error)));
-  }
-  length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
   boost::system::error_code ec;
   impl->socket.assign(listen.is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), fd, ec);
   if (ec) {
@@ -85,7 +70,7 @@ absl::StatusOr<std::unique_ptr<UdpTransport>> UdpTransport::Open(asio::io_contex
     return absl::InternalError(absl::StrCat("udp assign: ", ec.message()));
   }
   auto transport = std::unique_ptr<UdpTransport>(new UdpTransport(std::move(impl)));
-  transport->local_ = NetAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&address), length);
+  transport->local_ = bound;
   int granted = 0;
   socklen_t granted_length = sizeof(granted);
   ::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &granted_length);
