@@ -185,7 +185,8 @@ int main(int argc, char** argv) {
     http = std::move(*server);
   }
   Log(2, log_level,
-      absl::StrCat("listening on ", group.local_address().ToString(), " udp with ", group.size(),
+      absl::StrCat("listening on ", group.local_address().ToString(), " (UDP and TCP) with ",
+                   group.size(),
                    " shards; metrics on ", absl::GetFlag(FLAGS_metrics_listen), "; config ",
                    (*config)->source));
 
