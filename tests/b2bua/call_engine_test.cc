@@ -1227,6 +1227,39 @@ TEST_F(CallEngineTest, RelayModeHandsTheCallerThe3xxContactsByteForByte) {
   EXPECT_EQ(engine_->active_calls(), 0u);
 }
 
+// RFC 3261 8.1.3.4 / 21.3.6: a 305's Contact is the proxy to reach the same target
+// through; the Request-URI stays the caller's and the proxy becomes a loose Route.
+TEST_F(CallEngineTest, UseProxy305RetriesTheSameTargetThroughTheProxy) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> first = Invite(caller);
+  ASSERT_TRUE(first);
+  Deliver(bob.Redirect(*first, 305, "Contact: <sip:proxy@127.0.0.1:5075>\r\n"), bob.peer());
+  std::vector<Sent> via_proxy = RequestsTo(TakeSent(), 5075, Method::kInvite);
+  ASSERT_EQ(via_proxy.size(), 1u) << "the retry goes to the proxy";
+  EXPECT_EQ(via_proxy[0].request_uri(), caller.request_uri) << "not to a new target";
+  EXPECT_EQ(via_proxy[0].Header("Route"), "<sip:proxy@127.0.0.1:5075;lr>");
+  EXPECT_EQ(via_proxy[0].call_id(), first->call_id()) << "same B-leg Call-ID";
+  EXPECT_GT(via_proxy[0].cseq(), first->cseq());
+  EXPECT_EQ(RedirectsReceived(RedirectCode::k305), 1u);
+}
+
+// RFC 5806: with `diversion: true` (and History-Info off) each retargeted INVITE names
+// the original target in a Diversion header.
+TEST_F(CallEngineTest, DiversionNamesTheOriginalTargetWhenConfigured) {
+  ASSERT_NO_FATAL_FAILURE(Start("redirect: {diversion: true, history_info: false}\n"));
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> first = Invite(caller);
+  ASSERT_TRUE(first);
+  Deliver(bob.Redirect(*first, 302, "Contact: <sip:t2@127.0.0.1:5072>\r\n"), bob.peer());
+  std::vector<Sent> retry = RequestsTo(TakeSent(), 5072, Method::kInvite);
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].Header("Diversion"), "<" + caller.request_uri + ">;reason=unconditional");
+  EXPECT_EQ(retry[0].Header("History-Info"), "") << "History-Info is off";
+}
+
 TEST_F(CallEngineTest, TargetInADeniedCidrIsRefusedAndNeverInvited) {
   ASSERT_NO_FATAL_FAILURE(Start(R"yaml(redirect: {deny: {cidrs: ["127.0.0.99/32"]}})yaml"));
   Caller caller;
