@@ -167,25 +167,16 @@ struct ResponseHead {
 
   static ResponseHead Capture(const SipMessage& request, const Peer& source) {
     ResponseHead head;
-    for (size_t i = 0; i < request.header_count(); ++i) {
-      const proto::HeaderField& h = request.headers()[i];
-      if (h.id == proto::HeaderId::kVia) {
-        if (head.before_to.empty()) {
-          AppendHeader(head.before_to, "Via", TopViaForResponse(*request.top_via(), source));
-          // Any further Vias of the first header line follow verbatim.
-          for (size_t v = 1; v < request.via_count(); ++v)
-            AppendHeader(head.before_to, "Via", request.vias()[v].text);
-          break;
-        }
-      }
+    if (const proto::Via* top = request.top_via()) {
+      AppendHeader(head.before_to, "Via", TopViaForResponse(*top, source));
+      for (size_t v = 1; v < request.via_count(); ++v)
+        AppendHeader(head.before_to, "Via", request.vias()[v].text);
     }
     AppendHeader(head.before_to, "From", request.from().text);
     head.to = std::string(request.to().text);
     head.to_has_tag = !request.to().tag.empty();
-    for (size_t i = 0; i < request.header_count(); ++i) {
-      const proto::HeaderField& h = request.headers()[i];
-      if (h.id == proto::HeaderId::kRecordRoute) AppendHeader(head.record_route, "Record-Route", h.value);
-    }
+    for (size_t i = 0; i < request.record_route_count(); ++i)
+      AppendHeader(head.record_route, "Record-Route", request.record_routes()[i].text);
     AppendHeader(head.after_to, "Call-ID", request.call_id());
     StrAppend(&head.after_to, "CSeq: ", request.cseq().number, " ",
                     request.cseq().method_text, "\r\n");
@@ -225,6 +216,7 @@ struct CallEngine::Call {
   TransactionId a_invite = proto::kNoTransaction;
   ResponseHead a_head;
   std::string a_request_uri;
+  std::string a_tag;  // our To tag towards the caller
   uint32_t a_invite_cseq = 0;
   int max_forwards = 70;
   std::string offer_body;
@@ -389,12 +381,9 @@ void CallEngine::ArmTimer(Call& call, proto::TimerId* timer, proto::Duration del
 void CallEngine::RespondStateless(TransactionId id, const SipMessage& request, int status,
                                   std::string_view reason, std::string_view extra) {
   // Only reached for requests with a transaction: the layer sends, retransmits and absorbs.
-  std::string out;
-  char tag_buffer[32];
   std::string tag = request.to().tag.empty() ? NewToken('t') : std::string();
-  (void)tag_buffer;
   ResponseHead head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
-  out = head.Start(status, reason, tag);
+  std::string out = head.Start(status, reason, tag);
   StrAppend(&out, extra);
   AppendBody(out, {}, {});
   context_.counters->responses_sent[status / 100].Inc();
@@ -484,8 +473,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
 
   call.a.call_id = std::string(request.call_id());
   call.a.remote_party = std::string(request.from().text);
-  std::string a_tag = NewToken('a');
-  call.a.local_party = StrCat(request.to().text, ";tag=", a_tag);
+  call.a_tag = NewToken('a');
+  call.a.local_party = StrCat(request.to().text, ";tag=", call.a_tag);
   call.a_head.to = std::string(request.to().text);
   call.a.remote_cseq = request.cseq().number;
   call.a_invite_cseq = request.cseq().number;
@@ -514,9 +503,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   ArmTimer(*raw, &raw->timer_c, config.limits.no_answer_timeout, kTimerC);
 
   const proto::SipUri& ruri = request.request_uri();
-  std::string_view user = ruri.user;
-  const Route* route = ruri.has_user || !user.empty() ? config.routes.Match(user)
-                                                      : config.routes.Match("");
+  // No user part matches only the default route.
+  const Route* route = config.routes.Match(ruri.user);
   raw->route = route;
   TargetSetLimits limits;
   limits.max_targets = static_cast<uint16_t>(SettingsFor(*raw).max_targets);
@@ -921,8 +909,7 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
                               std::string_view extra, std::string_view body,
                               std::string_view content_type) {
   if (call.a_final_sent) return;
-  std::string tag(call.a.local_party.substr(call.a.local_party.rfind(";tag=") + 5));
-  std::string out = call.a_head.Start(status, reason, tag);
+  std::string out = call.a_head.Start(status, reason, call.a_tag);
   if (status < 300 && status > 100) AppendHeader(out, "Contact", contact_header_);
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
@@ -1036,8 +1023,7 @@ void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
   if (status < 200) {
     if (status == 100 || call.cancelled || call.a_final_sent) return;  // 100 is hop by hop
     call.state = Call::State::kEarly;
-    std::string tag(call.a.local_party.substr(call.a.local_party.rfind(";tag=") + 5));
-    std::string out = call.a_head.Start(status, response.reason_phrase(), tag);
+    std::string out = call.a_head.Start(status, response.reason_phrase(), call.a_tag);
     AppendHeader(out, "Contact", contact_header_);
     StrAppend(&out, PassedHeaders(response, call.config->headers));
     AppendBody(out, response.body(), response.content_type());
@@ -1099,21 +1085,17 @@ void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
     }
     destination = call->b.peer;
   }
-  std::string ack = StrCat("ACK ", target, " SIP/2.0\r\nVia: SIP/2.0/",
-                           proto::TransportName(destination.transport), " ", local_host_port_,
-                           ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\nMax-Forwards: 70\r\n",
-                           "From: ", response.from().text, "\r\nTo: ", response.to().text,
-                           "\r\nCall-ID: ", response.call_id(), "\r\nCSeq: ",
-                           response.cseq().number, " ACK\r\nContent-Length: 0\r\n\r\n");
-  context_.counters->requests_sent[static_cast<size_t>(Method::kAck)].Inc();
-  Send(destination, ack);
+  // The answering dialog, seen from our side: our From, its To and Contact.
+  Dialog stray;
+  stray.call_id = std::string(response.call_id());
+  stray.local_party = std::string(response.from().text);
+  stray.remote_party = std::string(response.to().text);
+  stray.remote_target = std::move(target);
+  stray.peer = destination;
+  SendAck(stray, response.cseq().number, {}, {});
   std::string branch = StrCat("z9hG4bKb2b", NewToken('y'));
-  std::string bye = StrCat("BYE ", target, " SIP/2.0\r\nVia: SIP/2.0/",
-                           proto::TransportName(destination.transport), " ", local_host_port_,
-                           ";branch=", branch, ";rport\r\nMax-Forwards: 70\r\nFrom: ",
-                           response.from().text, "\r\nTo: ", response.to().text,
-                           "\r\nCall-ID: ", response.call_id(), "\r\nCSeq: ",
-                           response.cseq().number + 1, " BYE\r\nContent-Length: 0\r\n\r\n");
+  std::string bye = StartDialogRequest(stray, "BYE", branch, response.cseq().number + 1);
+  AppendBody(bye, {}, {});
   context_.counters->requests_sent[static_cast<size_t>(Method::kBye)].Inc();
   transactions_->SendRequest(std::move(bye), branch, Method::kBye, destination, 0);
 }
@@ -1204,8 +1186,7 @@ void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
   }
   if (settings.send_181 && !call.sent_181 && !call.a_final_sent) {
     call.sent_181 = true;
-    std::string tag(call.a.local_party.substr(call.a.local_party.rfind(";tag=") + 5));
-    std::string out = call.a_head.Start(181, "Call Is Being Forwarded", tag);
+    std::string out = call.a_head.Start(181, "Call Is Being Forwarded", call.a_tag);
     AppendHeader(out, "Contact", contact_header_);
     AppendBody(out, {}, {});
     context_.counters->responses_sent[1].Inc();
@@ -1342,21 +1323,36 @@ bool CallEngine::CancelBLeg(Call& call) {
   return true;
 }
 
-void CallEngine::SendAckToB(Call& call, uint32_t cseq, std::string_view body,
-                            std::string_view content_type) {
+std::string CallEngine::StartDialogRequest(const Dialog& dialog, std::string_view method_text,
+                                           std::string_view branch, uint32_t cseq) const {
+  // RFC 3261 12.2.1.1: Request-URI the remote target, the route set as Route, the
+  // dialog's From, To and Call-ID.
   std::string out;
-  StrAppend(&out, "ACK ", call.b.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
-            proto::TransportName(call.b.peer.transport), " ",
-                  local_host_port_, ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\n");
-  for (const std::string& route : call.b.route_set) AppendHeader(out, "Route", route);
+  out.reserve(512);
+  StrAppend(&out, method_text, " ", dialog.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
+            proto::TransportName(dialog.peer.transport), " ", local_host_port_, ";branch=",
+            branch, ";rport\r\n");
+  for (const std::string& route : dialog.route_set) AppendHeader(out, "Route", route);
   StrAppend(&out, "Max-Forwards: 70\r\n");
-  AppendHeader(out, "From", call.b.local_party);
-  AppendHeader(out, "To", call.b.remote_party);
-  AppendHeader(out, "Call-ID", call.b.call_id);
-  StrAppend(&out, "CSeq: ", cseq, " ACK\r\n");
+  AppendHeader(out, "From", dialog.local_party);
+  AppendHeader(out, "To", dialog.remote_party);
+  AppendHeader(out, "Call-ID", dialog.call_id);
+  StrAppend(&out, "CSeq: ", cseq, " ", method_text, "\r\n");
+  return out;
+}
+
+std::string CallEngine::SendAck(const Dialog& dialog, uint32_t cseq, std::string_view body,
+                                std::string_view content_type) {
+  std::string out = StartDialogRequest(dialog, "ACK", StrCat("z9hG4bKb2b", NewToken('k')), cseq);
   AppendBody(out, body, content_type);
   context_.counters->requests_sent[static_cast<size_t>(Method::kAck)].Inc();
-  Send(call.b.peer, out);
+  Send(dialog.peer, out);
+  return out;
+}
+
+void CallEngine::SendAckToB(Call& call, uint32_t cseq, std::string_view body,
+                            std::string_view content_type) {
+  std::string out = SendAck(call.b, cseq, body, content_type);
   if (cseq == call.b_invite_cseq) call.b_ack = std::move(out);
 }
 
@@ -1381,58 +1377,32 @@ void CallEngine::OnAck(const SipMessage& ack, const Peer& source) {
       ack.cseq().number == call.reinvite_ack_cseq_in) {
     call.reinvite_pending = false;
     context_.timers->Cancel(&call.reinvite_2xx_timer);
-    if (from_a) {
-      SendAckToB(call, call.reinvite_ack_cseq_out, ack.body(), ack.content_type());
-    } else {
-      std::string out;
-      StrAppend(&out, "ACK ", call.a.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
-                proto::TransportName(call.a.peer.transport), " ",
-                      local_host_port_, ";branch=z9hG4bKb2b", NewToken('k'), ";rport\r\n");
-      for (const std::string& route : call.a.route_set) AppendHeader(out, "Route", route);
-      StrAppend(&out, "Max-Forwards: 70\r\n");
-      AppendHeader(out, "From", call.a.local_party);
-      AppendHeader(out, "To", call.a.remote_party);
-      AppendHeader(out, "Call-ID", call.a.call_id);
-      StrAppend(&out, "CSeq: ", call.reinvite_ack_cseq_out, " ACK\r\n");
-      AppendBody(out, ack.body(), ack.content_type());
-      Send(call.a.peer, out);
-    }
+    SendAck(from_a ? call.b : call.a, call.reinvite_ack_cseq_out, ack.body(),
+            ack.content_type());
   }
 }
 
-void CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method method,
-                                     std::string_view method_text, std::string_view extra,
-                                     std::string_view body, std::string_view content_type,
-                                     uint64_t relay_key) {
+TransactionId CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method method,
+                                              std::string_view method_text,
+                                              std::string_view extra, std::string_view body,
+                                              std::string_view content_type) {
   Dialog& dialog = to_b_leg ? call.b : call.a;
   std::string branch = StrCat("z9hG4bKb2b", NewToken('r'));
-  uint32_t cseq = dialog.local_cseq++;
-  std::string out;
-  out.reserve(512 + body.size() + extra.size());
-  StrAppend(&out, method_text, " ", dialog.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
-            proto::TransportName(dialog.peer.transport), " ",
-                  local_host_port_, ";branch=", branch, ";rport\r\n");
-  for (const std::string& route : dialog.route_set) AppendHeader(out, "Route", route);
-  StrAppend(&out, "Max-Forwards: 70\r\n");
-  AppendHeader(out, "From", dialog.local_party);
-  AppendHeader(out, "To", dialog.remote_party);
-  AppendHeader(out, "Call-ID", dialog.call_id);
-  StrAppend(&out, "CSeq: ", cseq, " ", method_text, "\r\n");
+  const uint32_t cseq = dialog.local_cseq++;
+  std::string out = StartDialogRequest(dialog, method_text, branch, cseq);
   if (method == Method::kInvite || method == Method::kUpdate || method == Method::kNotify ||
       method == Method::kRefer || method == Method::kSubscribe)
     AppendHeader(out, "Contact", contact_header_);
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
   context_.counters->requests_sent[static_cast<size_t>(method)].Inc();
-  TransactionId id = transactions_->SendRequest(std::move(out), branch, method, dialog.peer,
-                                                call.cookie);
   if (method == Method::kInvite) call.reinvite_ack_cseq_out = cseq;
-  if (relay_key != 0 && id != proto::kNoTransaction) {
-    (void)relay_key;
-  }
-  if (id != proto::kNoTransaction) call.relays[id].method = method;
-  // The caller fills in the rest of the relay entry through `last_relay_id_`.
-  last_relay_id_ = id;
+  return transactions_->SendRequest(std::move(out), branch, method, dialog.peer, call.cookie);
+}
+
+void CallEngine::ByeBothLegs(Call& call) {
+  SendInDialogRequest(call, true, Method::kBye, "BYE", {}, {}, {});
+  SendInDialogRequest(call, false, Method::kBye, "BYE", {}, {}, {});
 }
 
 void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessage& request,
@@ -1455,10 +1425,9 @@ void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessag
       return;
     }
     if (call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed) {
-      SendInDialogRequest(call, from_a, Method::kBye, "BYE", {}, {}, {}, 0);
-      call.relays.erase(last_relay_id_);
+      SendInDialogRequest(call, from_a, Method::kBye, "BYE", {}, {}, {});
     }
-    HangUp(call, CallOutcome::kAnswered);
+    EndCall(call, CallOutcome::kAnswered);
     return;
   }
   if (method == Method::kInvite || method == Method::kUpdate) {
@@ -1474,14 +1443,15 @@ void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessag
   } else if (method == Method::kInvite && request.contact_count()) {
     call.a.remote_target = std::string(request.contacts()[0].address.uri.text);
   }
-  SendInDialogRequest(call, from_a, method, request.method_text(),
-                      PassedHeaders(request, call.config->headers), request.body(),
-                      request.content_type(), 1);
-  if (last_relay_id_ == proto::kNoTransaction) {
+  const TransactionId relayed =
+      SendInDialogRequest(call, from_a, method, request.method_text(),
+                          PassedHeaders(request, call.config->headers), request.body(),
+                          request.content_type());
+  if (relayed == proto::kNoTransaction) {
     RespondStateless(id, request, 500, "Server Internal Error", {});
     return;
   }
-  Call::Relay& relay = call.relays[last_relay_id_];
+  Call::Relay& relay = call.relays[relayed];
   relay.server = id;
   relay.head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
   relay.method = method;
@@ -1539,7 +1509,6 @@ void CallEngine::OnStrayResponse(const SipMessage& response, const Peer& source)
     Send(call->b.peer, call->b_ack);
     return;
   }
-  if (call != nullptr && response.cseq().number == call->reinvite_ack_cseq_out) return;
 }
 
 void CallEngine::SendA2xx(Call& call) { Send(call.a_response_peer, call.a_2xx); }
@@ -1583,10 +1552,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
         SendAckToB(call, call.b_invite_cseq, {}, {});
         call.b_acked = true;
         call.state = Call::State::kConfirmed;
-        SendInDialogRequest(call, true, Method::kBye, "BYE", {}, {}, {}, 0);
-        call.relays.erase(last_relay_id_);
-        SendInDialogRequest(call, false, Method::kBye, "BYE", {}, {}, {}, 0);
-        call.relays.erase(last_relay_id_);
+        ByeBothLegs(call);
         EndCall(call, CallOutcome::kAnswered);
         return;
       }
@@ -1604,10 +1570,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
     case kMaxDuration:
       call.duration_timer = {};
       if (call.state == Call::State::kConfirmed || call.state == Call::State::kAnswered) {
-        SendInDialogRequest(call, true, Method::kBye, "BYE", {}, {}, {}, 0);
-        call.relays.erase(last_relay_id_);
-        SendInDialogRequest(call, false, Method::kBye, "BYE", {}, {}, {}, 0);
-        call.relays.erase(last_relay_id_);
+        ByeBothLegs(call);
         EndCall(call, CallOutcome::kAnswered);
       }
       return;
@@ -1632,8 +1595,6 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
       return;
   }
 }
-
-void CallEngine::HangUp(Call& call, CallOutcome outcome) { EndCall(call, outcome); }
 
 void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   if (call.state == Call::State::kEnding) return;
@@ -1712,8 +1673,7 @@ void CallEngine::EndAllCalls() {
   for (Call* call : live) {
     if (call->state == Call::State::kAnswered || call->state == Call::State::kConfirmed) {
       if (!call->b_acked) SendAckToB(*call, call->b_invite_cseq, {}, {});
-      SendInDialogRequest(*call, true, Method::kBye, "BYE", {}, {}, {}, 0);
-      SendInDialogRequest(*call, false, Method::kBye, "BYE", {}, {}, {}, 0);
+      ByeBothLegs(*call);
       EndCall(*call, CallOutcome::kAnswered);
       continue;
     }

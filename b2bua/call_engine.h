@@ -186,13 +186,20 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
                     std::string_view body, std::string_view content_type);
   void RespondStateless(proto::TransactionId id, const proto::SipMessage& request, int status,
                         std::string_view reason, std::string_view extra);
-  void SendInDialogRequest(Call& call, bool to_b_leg, proto::Method method,
-                           std::string_view method_text, std::string_view extra,
-                           std::string_view body, std::string_view content_type,
-                           uint64_t relay_key);
+  /// Sends `method` inside the leg's dialog; returns its client transaction (or none).
+  proto::TransactionId SendInDialogRequest(Call& call, bool to_b_leg, proto::Method method,
+                                           std::string_view method_text,
+                                           std::string_view extra, std::string_view body,
+                                           std::string_view content_type);
+  void ByeBothLegs(Call& call);
+  /// Start line through CSeq of a request inside `dialog` (RFC 3261 12.2.1.1).
+  std::string StartDialogRequest(const Dialog& dialog, std::string_view method_text,
+                                 std::string_view branch, uint32_t cseq) const;
+  /// Sends an ACK inside `dialog` and returns its bytes.
+  std::string SendAck(const Dialog& dialog, uint32_t cseq, std::string_view body,
+                      std::string_view content_type);
   void SendAckToB(Call& call, uint32_t cseq, std::string_view body, std::string_view content_type);
   void SendA2xx(Call& call);
-  void HangUp(Call& call, CallOutcome outcome);
   void EndCall(Call& call, CallOutcome outcome);
   /// Frees what only the call set-up needed, once the caller has ACKed the 2xx.
   void ReleaseSetupState(Call& call);
@@ -216,7 +223,6 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   bool draining_ = false;
   uint64_t next_call_cookie_ = 1;
   uint64_t token_counter_ = 0;
-  proto::TransactionId last_relay_id_ = proto::kNoTransaction;  // set by SendInDialogRequest
   std::string local_host_port_;  // "127.0.0.1:5060" or "[::1]:5060"
   std::string contact_header_;   // "<sip:b2bua@127.0.0.1:5060>"
 

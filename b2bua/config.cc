@@ -19,6 +19,7 @@
 #include "proto/sip_chars.h"
 #include "proto/sip_message.h"
 #include "proto/sip_parser.h"
+#include "proto/str_util.h"
 #include "yaml-cpp/yaml.h"
 
 // File-local: propagates a failed absl::Status out of the calling function.
@@ -43,17 +44,8 @@ constexpr size_t kMaxConfigBytes = 16 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------
 // Small helpers.
 
-// Debian's abseil is built with its own string_view type rather than std::string_view, so
-// std::string_view pieces need converting before they reach absl::StrCat.
-absl::string_view Piece(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-template <typename T>
-const T& Piece(const T& value) {
-  return value;
-}
-template <typename... Args>
-std::string Cat(const Args&... args) {
-  return absl::StrCat(Piece(args)...);
-}
+// Debian's abseil has its own string_view: proto::StrCat takes std::string_view pieces.
+using proto::StrCat;
 
 std::string JoinNames(const std::vector<std::string_view>& names) {
   std::string out;
@@ -85,10 +77,10 @@ size_t EditDistance(std::string_view a, std::string_view b) {
 // Shows a duration in the largest unit that divides it, as the file would spell it.
 std::string FormatDuration(milliseconds d) {
   int64_t ms = d.count();
-  if (ms != 0 && ms % 3600000 == 0) return Cat(ms / 3600000, "h");
-  if (ms != 0 && ms % 60000 == 0) return Cat(ms / 60000, "m");
-  if (ms % 1000 == 0) return Cat(ms / 1000, "s");
-  return Cat(ms, "ms");
+  if (ms != 0 && ms % 3600000 == 0) return StrCat(ms / 3600000, "h");
+  if (ms != 0 && ms % 60000 == 0) return StrCat(ms / 60000, "m");
+  if (ms % 1000 == 0) return StrCat(ms / 1000, "s");
+  return StrCat(ms, "ms");
 }
 
 // "500ms", "8s", "2m", "4h", or a bare number of seconds.
@@ -156,7 +148,7 @@ absl::StatusOr<std::string> CheckCidr(std::string_view text) {
   } else if (inet_pton(AF_INET6, address.c_str(), bytes) == 1) {
     max_length = 128;
   } else {
-    return absl::InvalidArgumentError(Cat("'", text,
+    return absl::InvalidArgumentError(StrCat("'", text,
                                           "' is not a CIDR (expected an IPv4 or IPv6 address, ",
                                           "then '/' and a prefix length)"));
   }
@@ -171,7 +163,7 @@ absl::StatusOr<std::string> CheckCidr(std::string_view text) {
     }
     if (!all_digits || length > max_length) {
       return absl::InvalidArgumentError(
-          Cat("'", text, "': the prefix length must be 0..", max_length));
+          StrCat("'", text, "': the prefix length must be 0..", max_length));
     }
   }
   // "10.0.0.1/8" is nearly always a typo for "10.0.0.0/8" or "10.0.0.1/32"; refusing it
@@ -179,10 +171,10 @@ absl::StatusOr<std::string> CheckCidr(std::string_view text) {
   for (int bit = length; bit < max_length; ++bit) {
     if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
       return absl::InvalidArgumentError(
-          Cat("'", text, "' has bits set after the /", length, " prefix (host bits must be zero)"));
+          StrCat("'", text, "' has bits set after the /", length, " prefix (host bits must be zero)"));
     }
   }
-  return slash == std::string_view::npos ? Cat(text, "/", max_length) : std::string(text);
+  return slash == std::string_view::npos ? StrCat(text, "/", max_length) : std::string(text);
 }
 
 // Lower-cased domain, or an explanation. The redirect policy matches a domain and all its
@@ -192,7 +184,7 @@ absl::StatusOr<std::string> CheckDomain(std::string_view text) {
   std::string_view name = domain;
   if (name.substr(0, 2) == "*.") {
     return absl::InvalidArgumentError(
-        Cat("'", text, "': write '", text.substr(2), "', which covers its subdomains too"));
+        StrCat("'", text, "': write '", text.substr(2), "', which covers its subdomains too"));
   }
   if (!name.empty() && name.front() == '.') name.remove_prefix(1);  // ".example.com"
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);   // "example.com."
@@ -201,15 +193,15 @@ absl::StatusOr<std::string> CheckDomain(std::string_view text) {
     case proto::HostKind::kIpv4:
     case proto::HostKind::kIpv6:
       return absl::InvalidArgumentError(
-          Cat("'", text, "' is an address; list addresses under cidrs"));
+          StrCat("'", text, "' is an address; list addresses under cidrs"));
     case proto::HostKind::kNone: break;
   }
   // Host names never hold ':', IPv6 addresses always do.
   if (name.find(':') != std::string_view::npos) {
     return absl::InvalidArgumentError(
-        Cat("'", text, "' is an address; list addresses under cidrs"));
+        StrCat("'", text, "' is an address; list addresses under cidrs"));
   }
-  return absl::InvalidArgumentError(Cat("'", text, "' is not a domain name"));
+  return absl::InvalidArgumentError(StrCat("'", text, "' is not a domain name"));
 }
 
 // Headers every B2BUA builds itself for each leg: passing them through would break the
@@ -252,9 +244,9 @@ struct Fields {
 
 // "redirect" + "allow" -> "redirect.allow"; "routes", 2 -> "routes[2]".
 std::string KeyPath(std::string_view path, std::string_view key) {
-  return path.empty() ? std::string(key) : Cat(path, ".", key);
+  return path.empty() ? std::string(key) : StrCat(path, ".", key);
 }
-std::string ItemPath(std::string_view path, size_t i) { return Cat(path, "[", i, "]"); }
+std::string ItemPath(std::string_view path, size_t i) { return StrCat(path, "[", i, "]"); }
 
 class Loader {
  public:
@@ -267,8 +259,8 @@ class Loader {
     YAML::Mark mark = node.Mark();
     int line = mark.is_null() ? 1 : mark.line + 1;
     return absl::InvalidArgumentError(path.empty()
-                                          ? Cat(source_, ":", line, ": ", reason)
-                                          : Cat(source_, ":", line, ": ", path, ": ", reason));
+                                          ? StrCat(source_, ":", line, ": ", reason)
+                                          : StrCat(source_, ":", line, ": ", path, ": ", reason));
   }
   static int Line(const YAML::Node& node) {
     YAML::Mark mark = node.Mark();
@@ -330,7 +322,7 @@ absl::Status Loader::ReadMap(const YAML::Node& node, std::string_view path,
   // "limits:" with nothing under it reads as null: the same as leaving the section out.
   if (node.IsNull()) return absl::OkStatus();
   if (!node.IsMap()) {
-    return Error(node, path, Cat("expected a mapping (key: value), found ", NodeKind(node)));
+    return Error(node, path, StrCat("expected a mapping (key: value), found ", NodeKind(node)));
   }
   for (auto it = node.begin(); it != node.end(); ++it) {
     // Copies: `it->` yields a temporary proxy, so a reference would dangle.
@@ -338,7 +330,7 @@ absl::Status Loader::ReadMap(const YAML::Node& node, std::string_view path,
     if (!key_node.IsScalar()) return Error(key_node, path, "a key must be a plain name");
     std::string key = key_node.Scalar();
     if (std::find(known.begin(), known.end(), key) == known.end()) {
-      std::string reason = Cat("unknown key '", key, "'");
+      std::string reason = StrCat("unknown key '", key, "'");
       std::string_view best;
       size_t best_distance = 3;  // suggest only close misspellings
       for (std::string_view candidate : known) {
@@ -349,9 +341,9 @@ absl::Status Loader::ReadMap(const YAML::Node& node, std::string_view path,
         }
       }
       if (!best.empty())
-        reason += Cat(" (did you mean '", best, "'?)");
+        reason += StrCat(" (did you mean '", best, "'?)");
       else
-        reason += Cat(" (known keys: ", JoinNames(known), ")");
+        reason += StrCat(" (known keys: ", JoinNames(known), ")");
       return Error(key_node, path, reason);
     }
     // yaml-cpp keeps duplicate keys and answers lookups with the first: the second would
@@ -359,7 +351,7 @@ absl::Status Loader::ReadMap(const YAML::Node& node, std::string_view path,
     for (const Fields::Entry& e : out->entries) {
       if (e.key == key) {
         return Error(key_node, KeyPath(path, key),
-                     Cat("appears twice (first on line ", Line(e.key_node), ")"));
+                     StrCat("appears twice (first on line ", Line(e.key_node), ")"));
       }
     }
     out->entries.push_back({std::move(key), key_node, it->second});
@@ -370,7 +362,7 @@ absl::Status Loader::ReadMap(const YAML::Node& node, std::string_view path,
 absl::Status Loader::ReadScalar(const YAML::Node& node, std::string_view path,
                                 std::string_view what, std::string* out) const {
   if (!node.IsScalar()) {
-    return Error(node, path, Cat("expected ", what, ", found ", NodeKind(node)));
+    return Error(node, path, StrCat("expected ", what, ", found ", NodeKind(node)));
   }
   *out = node.Scalar();
   return absl::OkStatus();
@@ -385,7 +377,7 @@ absl::Status Loader::ReadBool(const YAML::Node& node, std::string_view path, boo
   else if (lower == "false" || lower == "no" || lower == "off")
     *out = false;
   else
-    return Error(node, path, Cat("'", text, "' is not true or false"));
+    return Error(node, path, StrCat("'", text, "' is not true or false"));
   return absl::OkStatus();
 }
 
@@ -396,10 +388,10 @@ absl::Status Loader::ReadInt(const YAML::Node& node, std::string_view path, int6
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(node, path, "a number", &text));
   int64_t value;
   if (!absl::SimpleAtoi(text, &value)) {
-    return Error(node, path, Cat("'", text, "' is not a whole number"));
+    return Error(node, path, StrCat("'", text, "' is not a whole number"));
   }
   if (value < min || value > max) {
-    return Error(node, path, Cat(value, " is out of range (", min, "..", max, ")"));
+    return Error(node, path, StrCat(value, " is out of range (", min, "..", max, ")"));
   }
   *out = static_cast<T>(value);
   return absl::OkStatus();
@@ -413,12 +405,12 @@ absl::Status Loader::ReadDuration(const YAML::Node& node, std::string_view path,
   if (!ParseDurationText(text, &value)) {
     return Error(
         node, path,
-        Cat("'", text, "' is not a duration (use 500ms, 8s, 2m, 4h, or a number of seconds)"));
+        StrCat("'", text, "' is not a duration (use 500ms, 8s, 2m, 4h, or a number of seconds)"));
   }
   if (value < min || value > max) {
     return Error(
         node, path,
-        Cat("'", text, "' is out of range (", FormatDuration(min), "..", FormatDuration(max), ")"));
+        StrCat("'", text, "' is out of range (", FormatDuration(min), "..", FormatDuration(max), ")"));
   }
   *out = value;
   return absl::OkStatus();
@@ -429,7 +421,7 @@ absl::Status Loader::ReadList(const YAML::Node& node, std::string_view path,
   out->clear();
   if (node.IsNull()) return absl::OkStatus();  // "domains:" with nothing after it
   if (!node.IsSequence()) {
-    return Error(node, path, Cat("expected a list, found ", NodeKind(node)));
+    return Error(node, path, StrCat("expected a list, found ", NodeKind(node)));
   }
   for (auto it = node.begin(); it != node.end(); ++it) out->push_back(*it);
   return absl::OkStatus();
@@ -462,7 +454,7 @@ absl::Status Loader::ReadEnum(const YAML::Node& node, std::string_view path,
     }
     choices.push_back(name);
   }
-  return Error(node, path, Cat("'", text, "' is not one of: ", JoinNames(choices)));
+  return Error(node, path, StrCat("'", text, "' is not one of: ", JoinNames(choices)));
 }
 
 // Items are codes (486) or classes ("5xx"). Only failures belong here: 1xx and 2xx are not
@@ -481,7 +473,7 @@ absl::Status Loader::ReadStatusSet(const YAML::Node& node, std::string_view path
       int status_class = text[0] - '0';
       if (status_class < 4 || status_class > 6) {
         return Error(items[i], item_path,
-                     Cat("'", text, "' is not a failure class (4xx, 5xx or 6xx)"));
+                     StrCat("'", text, "' is not a failure class (4xx, 5xx or 6xx)"));
       }
       set.AddClass(status_class);
       continue;
@@ -489,10 +481,10 @@ absl::Status Loader::ReadStatusSet(const YAML::Node& node, std::string_view path
     int code;
     if (!absl::SimpleAtoi(text, &code) || code < 100 || code > 699) {
       return Error(items[i], item_path,
-                   Cat("'", text, "' is not a status code (100..699) or class (\"5xx\")"));
+                   StrCat("'", text, "' is not a status code (100..699) or class (\"5xx\")"));
     }
     if (code < 400) {
-      return Error(items[i], item_path, Cat(code, " is not a failure (use 400..699)"));
+      return Error(items[i], item_path, StrCat(code, " is not a failure (use 400..699)"));
     }
     set.Add(code);
   }
@@ -532,7 +524,7 @@ absl::Status Loader::ReadTimers(const YAML::Node& node, TimersConfig* out) const
   if (out->t1 > out->t2) {
     const YAML::Node* where = f.Find("t2") ? f.Find("t2") : f.Find("t1");
     return Error(*where, f.Find("t2") ? "timers.t2" : "timers.t1",
-                 Cat("t1 (", FormatDuration(out->t1), ") must not exceed t2 (",
+                 StrCat("t1 (", FormatDuration(out->t1), ") must not exceed t2 (",
                      FormatDuration(out->t2), ")"));
   }
   return absl::OkStatus();
@@ -566,12 +558,12 @@ absl::Status Loader::ReadHeaders(const YAML::Node& node, HeaderPolicy* out) cons
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadStringList(*n, path, &names));
     for (size_t i = 0; i < names.size(); ++i) {
       if (!proto::IsTokenString(names[i])) {
-        return Error((*n)[i], ItemPath(path, i), Cat("'", names[i], "' is not a header name"));
+        return Error((*n)[i], ItemPath(path, i), StrCat("'", names[i], "' is not a header name"));
       }
       if (key == "pass" && IsDialogHeader(proto::LookupHeaderId(names[i]))) {
         return Error(
             (*n)[i], ItemPath(path, i),
-            Cat("'", names[i], "' is built by the B2BUA for each leg and cannot be passed"));
+            StrCat("'", names[i], "' is built by the B2BUA for each leg and cannot be passed"));
       }
     }
   }
@@ -746,24 +738,24 @@ absl::Status Loader::ReadNextHop(const YAML::Node& node, std::string_view path,
   proto::SipUri uri;
   proto::UriError error = proto::ParseUri(text, &uri);
   if (error != proto::UriError::kNone) {
-    return Error(node, path, Cat("'", text, "' is not a valid SIP URI (", UriProblem(error), ")"));
+    return Error(node, path, StrCat("'", text, "' is not a valid SIP URI (", UriProblem(error), ")"));
   }
   if (uri.scheme == proto::UriScheme::kSips) {
     // sips: demands TLS on every hop (RFC 3261 26.2.2); sending it over plain TCP would
     // quietly break that promise.
-    return Error(node, path, Cat("'", text, "': sips next hops need TLS, which is not supported"));
+    return Error(node, path, StrCat("'", text, "': sips next hops need TLS, which is not supported"));
   }
   if (uri.scheme != proto::UriScheme::kSip) {
-    return Error(node, path, Cat("'", text, "' is not a sip: URI"));
+    return Error(node, path, StrCat("'", text, "' is not a sip: URI"));
   }
   if (uri.has_user) {
-    return Error(node, path, Cat("'", text, "': a next hop names a host; remove the user part"));
+    return Error(node, path, StrCat("'", text, "': a next hop names a host; remove the user part"));
   }
   if (!uri.headers.empty()) {
-    return Error(node, path, Cat("'", text, "': a next hop cannot carry headers ('?')"));
+    return Error(node, path, StrCat("'", text, "': a next hop cannot carry headers ('?')"));
   }
   if (!uri.maddr.empty()) {
-    return Error(node, path, Cat("'", text, "': maddr is not supported"));
+    return Error(node, path, StrCat("'", text, "': maddr is not supported"));
   }
   out->transport = proto::TransportKind::kUdp;
   if (!uri.transport.empty()) {
@@ -774,7 +766,7 @@ absl::Status Loader::ReadNextHop(const YAML::Node& node, std::string_view path,
     } else {
       return Error(
           node, path,
-          Cat("'", text, "': transport '", uri.transport, "' is not supported (udp or tcp)"));
+          StrCat("'", text, "': transport '", uri.transport, "' is not supported (udp or tcp)"));
     }
   }
   out->host = std::string(uri.host);
@@ -794,30 +786,30 @@ absl::Status Loader::ReadContact(const YAML::Node& node, std::string_view path,
       return Error(node, path, "a Contact value cannot hold control characters or line breaks");
     }
   }
-  std::string message = Cat("SIP/2.0 302 Moved Temporarily\r\nContact: ", text, "\r\n\r\n");
+  std::string message = StrCat("SIP/2.0 302 Moved Temporarily\r\nContact: ", text, "\r\n\r\n");
   if (!scratch_message_) scratch_message_ = std::make_unique<proto::SipMessage>();
   proto::SipMessage& m = *scratch_message_;
   proto::ParseResult result = proto::SipParser().Parse(message, proto::Framing::kDatagram, &m);
   if (!result.ok()) {
-    return Error(node, path, Cat("'", text, "' is not a valid Contact value"));
+    return Error(node, path, StrCat("'", text, "' is not a valid Contact value"));
   }
   if (m.contact_star()) return Error(node, path, "'*' is not a redirect target");
   if (m.contact_count() != 1) {
     return Error(node, path,
-                 Cat("'", text, "' holds ", m.contact_count(),
+                 StrCat("'", text, "' holds ", m.contact_count(),
                      " Contact values; give each its own list item"));
   }
   const proto::Contact& contact = m.contacts()[0];
   if (contact.defect == proto::ContactDefect::kBadQValue) {
-    return Error(node, path, Cat("'", text, "' has a bad q-value (0 to 1, 3 decimals)"));
+    return Error(node, path, StrCat("'", text, "' has a bad q-value (0 to 1, 3 decimals)"));
   }
   if (contact.defect == proto::ContactDefect::kBadExpires) {
-    return Error(node, path, Cat("'", text, "' has a bad expires parameter"));
+    return Error(node, path, StrCat("'", text, "' has a bad expires parameter"));
   }
   proto::UriScheme scheme = contact.address.uri.scheme;
   if (scheme != proto::UriScheme::kSip && scheme != proto::UriScheme::kSips &&
       scheme != proto::UriScheme::kTel) {
-    return Error(node, path, Cat("'", text, "' is not a sip:, sips: or tel: URI"));
+    return Error(node, path, StrCat("'", text, "' is not a sip:, sips: or tel: URI"));
   }
   *out = std::move(text);
   return absl::OkStatus();
@@ -840,7 +832,7 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
     if (!ok) {
       return Error(
           *n, prefix_path,
-          Cat("'", out->prefix, "' is not a prefix (digits with an optional leading '+')"));
+          StrCat("'", out->prefix, "' is not a prefix (digits with an optional leading '+')"));
     }
   }
   if (auto* n = f.Find("action")) {
@@ -865,7 +857,7 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
     std::string code_path = KeyPath(path, "redirect_code");
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadInt(*n, code_path, 100, 699, &out->redirect_code));
     if (out->redirect_code != 301 && out->redirect_code != 302) {
-      return Error(*n, code_path, Cat(out->redirect_code, " is not 301 or 302"));
+      return Error(*n, code_path, StrCat(out->redirect_code, " is not 301 or 302"));
     }
   }
   if (auto* n = f.Find("contacts")) {
@@ -874,7 +866,7 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadList(*n, contacts_path, &items));
     if (items.size() > proto::SipMessage::kMaxContacts) {
       return Error(*n, contacts_path,
-                   Cat("at most ", proto::SipMessage::kMaxContacts, " contacts"));
+                   StrCat("at most ", proto::SipMessage::kMaxContacts, " contacts"));
     }
     for (size_t i = 0; i < items.size(); ++i) {
       std::string contact;
@@ -930,9 +922,9 @@ absl::Status Loader::ReadRoutes(const YAML::Node& node, const RedirectSettings& 
         }
       }
       std::string shown = route.prefix.empty() ? "the default route (empty prefix)"
-                                               : Cat("prefix '", route.prefix, "'");
+                                               : StrCat("prefix '", route.prefix, "'");
       return Error(where, where_path,
-                   Cat("duplicate ", shown, ": already used by the route on line ", it->second));
+                   StrCat("duplicate ", shown, ": already used by the route on line ", it->second));
     }
     out->push_back(std::move(route));
   }
@@ -1116,10 +1108,10 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(std::string_view yaml_
     B2BUA_CONFIG_RETURN_IF_ERROR(loader.Load(root, config.get()));
   } catch (const YAML::ParserException& e) {
     int line = e.mark.is_null() ? 1 : e.mark.line + 1;
-    return absl::InvalidArgumentError(Cat(source_name, ":", line, ": YAML syntax error: ", e.msg));
+    return absl::InvalidArgumentError(StrCat(source_name, ":", line, ": YAML syntax error: ", e.msg));
   } catch (const std::exception& e) {
     // Only a loader bug (a misused yaml-cpp call) or memory exhaustion lands here.
-    return absl::InternalError(Cat(source_name, ": cannot load: ", e.what()));
+    return absl::InternalError(StrCat(source_name, ": cannot load: ", e.what()));
   }
   return std::shared_ptr<const Config>(std::move(config));
 }
@@ -1128,7 +1120,7 @@ absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& 
   // Plain POSIX reads: unlike a stream, they report a directory or an I/O error by errno
   // instead of handing back an empty text, which would load as the defaults.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, Cat("cannot open ", path));
+  if (fd < 0) return absl::ErrnoToStatus(errno, StrCat("cannot open ", path));
   std::string text;
   char buffer[16384];
   for (;;) {
@@ -1137,14 +1129,14 @@ absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& 
     if (n < 0) {
       int error = errno;
       ::close(fd);
-      return absl::ErrnoToStatus(error, Cat("cannot read ", path));
+      return absl::ErrnoToStatus(error, StrCat("cannot read ", path));
     }
     if (n == 0) break;
     text.append(buffer, static_cast<size_t>(n));
     if (text.size() > kMaxConfigBytes) {
       ::close(fd);
       return absl::InvalidArgumentError(
-          Cat(path, ": larger than ", kMaxConfigBytes, " bytes; is it a configuration file?"));
+          StrCat(path, ": larger than ", kMaxConfigBytes, " bytes; is it a configuration file?"));
     }
   }
   ::close(fd);
