@@ -57,6 +57,7 @@ enum TimerKind : uint32_t {
   kMaxDuration,         // the call has lasted too long
   kCancelGuard,         // the B-leg never answered our CANCEL
   kReInvite2xxRetransmit,  // a relayed re-INVITE 2xx, until the offering leg ACKs it
+  kForgetBAck,          // the callee can no longer be retransmitting its 2xx
 };
 
 // Headers the B2BUA writes itself on each leg; they never pass through.
@@ -195,59 +196,30 @@ struct ResponseHead {
   }
 };
 
-struct CallEngine::Call {
-  enum class State : uint8_t { kTrying, kEarly, kAnswered, kConfirmed, kEnding };
-  // A request relayed from one leg to the other, waiting for its response.
-  struct Relay {
-    TransactionId server = proto::kNoTransaction;
-    ResponseHead head;
-    Method method = Method::kUnknown;
-    bool from_a = true;
-  };
-
-  uint64_t cookie = 0;
-  State state = State::kTrying;
-  std::shared_ptr<const Config> config;  // the snapshot the call began with
-  const Route* route = nullptr;          // points into `config`
-  proto::TimePoint started;
-
-  // A-leg: the caller's dialog, where the B2BUA is the UAS.
-  Dialog a;
-  TransactionId a_invite = proto::kNoTransaction;
+// What only the call set-up needs: the offer, the attempts, the redirect search and the
+// best answer so far. It lives apart from the Call so that a held call frees it when the
+// caller ACKs the 2xx; a redirected call keeps the hops its call record lists.
+struct CallSetup {
   ResponseHead a_head;
   std::string a_request_uri;
-  std::string a_tag;  // our To tag towards the caller
-  uint32_t a_invite_cseq = 0;
   int max_forwards = 70;
   std::string offer_body;
   std::string offer_type;
   std::string passed;  // pass-through headers of the caller's INVITE
-  bool a_final_sent = false;
   bool sent_181 = false;
   std::string a_2xx;   // the 2xx we retransmit until the caller's ACK
-  Peer a_response_peer;  // where responses to the caller's INVITE go (RFC 3261 18.2.2)
   proto::TimePoint a_2xx_deadline{};
   proto::Duration a_2xx_interval{};
   int a_2xx_sends = 0;
 
-  // B-leg: towards the callee, where the B2BUA is the UAC. One Call-ID and From tag for
-  // every attempt; each attempt gets a higher CSeq and a new branch.
-  Dialog b;
   std::string b_to;           // To value of the current attempt (no tag)
-  std::string b_request_uri;
   std::string b_via;
   std::string b_route_lines;  // Route lines of the current attempt (305 proxy)
-  TransactionId b_invite = proto::kNoTransaction;
-  uint32_t b_invite_cseq = 0;
-  std::string b_ack;          // the ACK for the B-leg 2xx, re-sent on its retransmissions
   std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
-  bool b_acked = false;
-  bool b_cancel_sent = false;
 
   // Attempts: next hops of the route first, then redirect targets.
   std::vector<NextHop> hops;
   size_t next_hop = 0;
-  bool in_redirect = false;
   int current_target = -1;
   TargetSet targets;
   std::unique_ptr<ConfiguredRedirectPolicy> policy;
@@ -273,19 +245,70 @@ struct CallEngine::Call {
   std::string last_3xx_contacts;  // every Contact line of the last 3xx, verbatim
   std::string history_info;  // History-Info entries so far (RFC 7044)
   proto::TimePoint first_redirect{};
-  bool cancelled = false;
   // Per redirect target index: when its INVITE went out and how long it took to answer.
   std::vector<proto::TimePoint> attempt_started;
   std::vector<proto::Duration> attempt_took;
+};
 
-  proto::TimerId timer_c, target_timer, a_2xx_timer, duration_timer, cancel_guard;
+struct CallEngine::Call {
+  enum class State : uint8_t { kTrying, kEarly, kAnswered, kConfirmed, kEnding };
+  // A request relayed from one leg to the other, waiting for its response.
+  struct Relay {
+    TransactionId server = proto::kNoTransaction;
+    ResponseHead head;
+    Method method = Method::kUnknown;
+    bool from_a = true;
+  };
+
+  /// The set-up state; after ReleaseSetupState a late event (a DNS answer, a stray final)
+  /// gets a blank one, which says that nothing is in progress.
+  CallSetup& setup() {
+    if (setup_state == nullptr) setup_state = std::make_unique<CallSetup>();
+    return *setup_state;
+  }
+  /// Reads the set-up state without bringing a released one back.
+  const CallSetup& setup_view() const {
+    static const CallSetup kReleased;
+    return setup_state != nullptr ? *setup_state : kReleased;
+  }
+
+  uint64_t cookie = 0;
+  State state = State::kTrying;
+  bool a_final_sent = false;
+  bool b_acked = false;
+  bool b_cancel_sent = false;
+  bool in_redirect = false;
+  bool cancelled = false;
+  std::shared_ptr<const Config> config;  // the snapshot the call began with
+  const Route* route = nullptr;          // points into `config`
+  proto::TimePoint started;
+  std::unique_ptr<CallSetup> setup_state;
+
+  // A-leg: the caller's dialog, where the B2BUA is the UAS.
+  Dialog a;
+  TransactionId a_invite = proto::kNoTransaction;
+  std::string a_tag;  // our To tag towards the caller
+  uint32_t a_invite_cseq = 0;
+  Peer a_response_peer;  // where responses to the caller's INVITE go (RFC 3261 18.2.2)
+
+  // B-leg: towards the callee, where the B2BUA is the UAC. One Call-ID and From tag for
+  // every attempt; each attempt gets a higher CSeq and a new branch.
+  Dialog b;
+  std::string b_request_uri;
+  TransactionId b_invite = proto::kNoTransaction;
+  uint32_t b_invite_cseq = 0;
+  // The ACK for the B-leg 2xx, re-sent on its retransmissions; forgotten once the callee
+  // can no longer be retransmitting (64*T1), and rebuilt if one still comes.
+  std::string b_ack;
+
+  proto::TimerId timer_c, target_timer, a_2xx_timer, duration_timer, cancel_guard, b_ack_timer;
   absl::flat_hash_map<TransactionId, Relay> relays;  // by client transaction
   // re-INVITE in progress: the CSeq the ACK from the offering leg will carry, and the
   // CSeq to use for the ACK on the answering leg.
   bool reinvite_from_a = false;
+  bool reinvite_pending = false;
   uint32_t reinvite_ack_cseq_in = 0;
   uint32_t reinvite_ack_cseq_out = 0;
-  bool reinvite_pending = false;
   std::string reinvite_2xx;
   Peer reinvite_2xx_peer;
   proto::Duration reinvite_2xx_interval{};
@@ -327,6 +350,7 @@ CallEngine::~CallEngine() {
     context_.timers->Cancel(&call->duration_timer);
     context_.timers->Cancel(&call->cancel_guard);
     context_.timers->Cancel(&call->reinvite_2xx_timer);
+    context_.timers->Cancel(&call->b_ack_timer);
   }
   context_.timers->Cancel(&probe_timer_);
 }
@@ -464,18 +488,18 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   call.config = config_;
   call.started = context_.clock->Now();
   call.a_invite = id;
-  call.a_head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
-  call.a_request_uri = std::string(request.request_uri().text);
-  call.max_forwards = request.max_forwards() < 0 ? 70 : request.max_forwards();
-  call.offer_body = std::string(request.body());
-  call.offer_type = std::string(request.content_type());
-  call.passed = PassedHeaders(request, config.headers);
+  call.setup().a_head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
+  call.setup().a_request_uri = std::string(request.request_uri().text);
+  call.setup().max_forwards = request.max_forwards() < 0 ? 70 : request.max_forwards();
+  call.setup().offer_body = std::string(request.body());
+  call.setup().offer_type = std::string(request.content_type());
+  call.setup().passed = PassedHeaders(request, config.headers);
 
   call.a.call_id = std::string(request.call_id());
   call.a.remote_party = std::string(request.from().text);
   call.a_tag = NewToken('a');
   call.a.local_party = StrCat(request.to().text, ";tag=", call.a_tag);
-  call.a_head.to = std::string(request.to().text);
+  call.setup().a_head.to = std::string(request.to().text);
   call.a.remote_cseq = request.cseq().number;
   call.a_invite_cseq = request.cseq().number;
   call.a.local_cseq = 100;
@@ -491,7 +515,7 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
                                 NewToken('c'), "-", Hex(call.cookie));
   std::string from_tag = NewToken('f');
   call.b.local_party = StrCat(WithoutTag(request.from()), ";tag=", from_tag);
-  call.b_to = std::string(request.to().text);
+  call.setup().b_to = std::string(request.to().text);
   call.b.local_cseq = 1;
 
   calls_by_call_id_[call.a.call_id] = call.cookie;
@@ -508,10 +532,10 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   raw->route = route;
   TargetSetLimits limits;
   limits.max_targets = static_cast<uint16_t>(SettingsFor(*raw).max_targets);
-  raw->targets = TargetSet(limits);
-  raw->targets.SetOriginal(raw->a_request_uri);
+  raw->setup().targets = TargetSet(limits);
+  raw->setup().targets.SetOriginal(raw->setup().a_request_uri);
   if (SettingsFor(*raw).deny_self)
-    raw->targets.AddSelf(context_.local_address.IpString(), context_.local_address.port());
+    raw->setup().targets.AddSelf(context_.local_address.IpString(), context_.local_address.port());
   if (route != nullptr && route->action == Route::Action::kRedirect) {
     // We are the redirect server for this number (call forwarding, number portability).
     std::string contacts;
@@ -524,7 +548,7 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
     return;
   }
   if (route != nullptr) {
-    raw->hops = route->next_hops;
+    raw->setup().hops = route->next_hops;
   } else if (ruri.IsSip()) {
     if (NamesSelf(ruri)) {
       AnswerCaller(*raw, 404, "Not Found", {}, {}, {});
@@ -535,10 +559,10 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
     hop.uri = std::string(ruri.text);
     hop.host = std::string(ruri.host);
     hop.port = ruri.port ? ruri.port : 5060;
-    raw->hops.push_back(std::move(hop));
+    raw->setup().hops.push_back(std::move(hop));
   }
   // A 301 learned earlier sends the call straight to the permanent target.
-  auto cached = moved_permanently_.find(raw->a_request_uri);
+  auto cached = moved_permanently_.find(raw->setup().a_request_uri);
   if (cached != moved_permanently_.end()) {
     if (cached->second.expires > context_.clock->Now()) {
       // The cached target becomes the only next hop, with its own Request-URI; a name is
@@ -551,14 +575,14 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
         hop.uri = cached->second.target;
         hop.host = std::string(target.host);
         hop.port = target.port ? target.port : 5060;
-        raw->hops.assign(1, std::move(hop));
-        raw->hop_request_uri = cached->second.target;
+        raw->setup().hops.assign(1, std::move(hop));
+        raw->setup().hop_request_uri = cached->second.target;
       }
     } else {
       moved_permanently_.erase(cached);
     }
   }
-  if (raw->hops.empty() && !raw->in_redirect) {
+  if (raw->setup().hops.empty() && !raw->in_redirect) {
     AnswerCaller(*raw, 404, "Not Found", "Reason: SIP;cause=404;text=\"no route\"\r\n", {}, {});
     EndCall(*raw, CallOutcome::kNoRoute);
     return;
@@ -570,36 +594,36 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
                                 std::string_view proxy_route) {
   const RedirectSettings& settings = SettingsFor(call);
   // Every redirect hop draws on the caller's Max-Forwards budget (never reset to 70).
-  int max_forwards = call.max_forwards - 1 - call.max_depth_seen;
+  int max_forwards = call.setup().max_forwards - 1 - call.setup().max_depth_seen;
   if (max_forwards < 0) {
-    call.hops_exhausted = true;
+    call.setup().hops_exhausted = true;
     return false;
   }
   call.b_request_uri = std::string(request_uri);
   call.b_invite_cseq = call.b.local_cseq++;
   std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
-  call.b_via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
+  call.setup().b_via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
                       local_host_port_, ";branch=", branch, ";rport");
-  call.b_route_lines.clear();
-  if (!proxy_route.empty()) AppendHeader(call.b_route_lines, "Route", proxy_route);
+  call.setup().b_route_lines.clear();
+  if (!proxy_route.empty()) AppendHeader(call.setup().b_route_lines, "Route", proxy_route);
   std::string out;
-  out.reserve(1024 + call.offer_body.size() + call.passed.size());
+  out.reserve(1024 + call.setup().offer_body.size() + call.setup().passed.size());
   StrAppend(&out, "INVITE ", request_uri, " SIP/2.0\r\n");
-  AppendHeader(out, "Via", call.b_via);
-  StrAppend(&out, call.b_route_lines, "Max-Forwards: ", max_forwards, "\r\n");
+  AppendHeader(out, "Via", call.setup().b_via);
+  StrAppend(&out, call.setup().b_route_lines, "Max-Forwards: ", max_forwards, "\r\n");
   AppendHeader(out, "From", call.b.local_party);
-  AppendHeader(out, "To", call.b_to);
+  AppendHeader(out, "To", call.setup().b_to);
   AppendHeader(out, "Call-ID", call.b.call_id);
   StrAppend(&out, "CSeq: ", call.b_invite_cseq, " INVITE\r\n");
   AppendHeader(out, "Contact", contact_header_);
-  if (call.in_redirect && !call.history_info.empty()) {
-    if (settings.history_info) AppendHeader(out, "History-Info", call.history_info);
+  if (call.in_redirect && !call.setup().history_info.empty()) {
+    if (settings.history_info) AppendHeader(out, "History-Info", call.setup().history_info);
     if (settings.diversion)
       AppendHeader(out, "Diversion",
-                   StrCat("<", call.a_request_uri, ">;reason=unconditional"));
+                   StrCat("<", call.setup().a_request_uri, ">;reason=unconditional"));
   }
-  StrAppend(&out, call.passed);
-  AppendBody(out, call.offer_body, call.offer_type);
+  StrAppend(&out, call.setup().passed);
+  AppendBody(out, call.setup().offer_body, call.setup().offer_type);
   call.b.peer = destination;
   call.b_acked = false;
   call.b_cancel_sent = false;
@@ -611,17 +635,17 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
 
 bool CallEngine::StartNextAttempt(Call& call) {
   // Next hops of the route, in order (serial failover).
-  while (!call.in_redirect && call.next_hop < call.hops.size()) {
-    const NextHop& hop = call.hops[call.next_hop++];
+  while (!call.in_redirect && call.setup().next_hop < call.setup().hops.size()) {
+    const NextHop& hop = call.setup().hops[call.setup().next_hop++];
     proto::SipUri uri;
     if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone) continue;
     std::optional<proto::TransportKind> transport;
     if (!uri.transport.empty()) transport = hop.transport;
     std::string request_uri =
-        call.hop_request_uri.empty() ? call.a_request_uri : call.hop_request_uri;
+        call.setup().hop_request_uri.empty() ? call.setup().a_request_uri : call.setup().hop_request_uri;
     proto::SipUri original;
-    if (call.hop_request_uri.empty() &&
-        proto::ParseUri(call.a_request_uri, &original) == proto::UriError::kNone &&
+    if (call.setup().hop_request_uri.empty() &&
+        proto::ParseUri(call.setup().a_request_uri, &original) == proto::UriError::kNone &&
         original.IsSip() && NamesSelf(original)) {
       // A Request-URI naming the B2BUA would bring the call straight back through a proxy
       // next hop: address the user at the next hop instead (a trunk routes on the user).
@@ -634,17 +658,17 @@ bool CallEngine::StartNextAttempt(Call& call) {
   }
   if (!call.in_redirect) return false;
   // Redirect targets, best q first.
-  while (Target* target = call.targets.NextPending()) {
+  while (Target* target = call.setup().targets.NextPending()) {
     const size_t index = target->index;
     PolicyDecision decision = DecideTarget(call, *target);
     if (decision == PolicyDecision::kPending) {
       // The application decides later (ResumeRedirect); the shard goes on meanwhile.
-      call.parked = true;
-      call.current_target = static_cast<int>(index);
+      call.setup().parked = true;
+      call.setup().current_target = static_cast<int>(index);
       return true;
     }
     if (decision == PolicyDecision::kStop) {
-      call.targets.MarkResult(index, TargetState::kRefused, 0);
+      call.setup().targets.MarkResult(index, TargetState::kRefused, 0);
       break;
     }
     if (AttemptTarget(call, index, decision)) return true;
@@ -653,24 +677,24 @@ bool CallEngine::StartNextAttempt(Call& call) {
 }
 
 void CallEngine::RefuseTarget(Call& call, size_t index) {
-  ++call.refused;
+  ++call.setup().refused;
   context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRefusedByPolicy)].Inc();
-  call.targets.MarkResult(index, TargetState::kRefused, 0);
+  call.setup().targets.MarkResult(index, TargetState::kRefused, 0);
 }
 
 bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision) {
   const RedirectSettings& settings = SettingsFor(call);
-  if (call.max_forwards - 1 - call.max_depth_seen < 0) {
+  if (call.setup().max_forwards - 1 - call.setup().max_depth_seen < 0) {
     // The caller's Max-Forwards budget is spent: no redirect hop may go further.
-    call.hops_exhausted = true;
-    call.targets.MarkResult(index, TargetState::kRefused, 0);
+    call.setup().hops_exhausted = true;
+    call.setup().targets.MarkResult(index, TargetState::kRefused, 0);
     return false;
   }
   if (decision == PolicyDecision::kReject || decision == PolicyDecision::kStop) {
     RefuseTarget(call, index);
     return false;
   }
-  const Target& target = call.targets.at(index);
+  const Target& target = call.setup().targets.at(index);
   std::string request_uri = target.request_uri;
   const int redirect_status = target.redirect_status;
   proto::SipUri uri;
@@ -705,29 +729,29 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
     return false;
   }
   if (decision == PolicyDecision::kAcceptReplace || settings.to_uri == RedirectToUri::kReplace)
-    call.b_to = StrCat("<", request_uri, ">");
+    call.setup().b_to = StrCat("<", request_uri, ">");
   std::string proxy_route;
   if (redirect_status == 305) {
     // 305 Use Proxy: the Contact is the proxy; the Request-URI stays the caller's.
     proxy_route = StrCat("<", request_uri, ";lr>");
-    request_uri = call.a_request_uri;
+    request_uri = call.setup().a_request_uri;
   }
   // History-Info (RFC 7044): the original target, then each retargeting with its cause.
-  if (call.history_info.empty())
-    call.history_info = StrCat("<", call.a_request_uri, ">;index=1");
-  StrAppend(&call.history_info, ", <", request_uri, ">;index=1.", index, ";rc=",
+  if (call.setup().history_info.empty())
+    call.setup().history_info = StrCat("<", call.setup().a_request_uri, ">;index=1");
+  StrAppend(&call.setup().history_info, ", <", request_uri, ">;index=1.", index, ";rc=",
                   redirect_status ? redirect_status : 302);
-  call.current_target = static_cast<int>(index);
-  if (call.attempt_started.size() < call.targets.size()) {
-    call.attempt_started.resize(call.targets.size());
-    call.attempt_took.resize(call.targets.size(), proto::Duration::zero());
+  call.setup().current_target = static_cast<int>(index);
+  if (call.setup().attempt_started.size() < call.setup().targets.size()) {
+    call.setup().attempt_started.resize(call.setup().targets.size());
+    call.setup().attempt_took.resize(call.setup().targets.size(), proto::Duration::zero());
   }
-  call.attempt_started[index] = context_.clock->Now();
+  call.setup().attempt_started[index] = context_.clock->Now();
   ArmTimer(call, &call.target_timer, settings.target_timeout, kTargetTimeout);
   if (SendAttempt(call, destination_uri, std::move(request_uri), std::move(proxy_route),
                   transport, static_cast<int>(index)))
     return true;
-  call.targets.MarkResult(index, TargetState::kFailed, 0);
+  call.setup().targets.MarkResult(index, TargetState::kFailed, 0);
   return false;
 }
 
@@ -736,25 +760,25 @@ bool CallEngine::SendAttempt(Call& call, const proto::SipUri& uri, std::string r
                              std::optional<proto::TransportKind> transport, int target_index) {
   // A new attempt supersedes any resolution still out and the addresses left from the
   // previous one: a late answer must not start a second INVITE.
-  call.resolving = false;
-  ++call.resolve_generation;
-  call.spare_addresses.clear();
+  call.setup().resolving = false;
+  ++call.setup().resolve_generation;
+  call.setup().spare_addresses.clear();
   Peer destination;
   if (DestinationFor(uri, &destination)) {
     if (transport) destination.transport = *transport;
     if (target_index < 0 && HopResting(destination)) {
-      call.skipped_resting = true;
+      call.setup().skipped_resting = true;
       return false;
     }
     return SendBLegInvite(call, request_uri, destination, proxy_route);
   }
   if (context_.resolver == nullptr || uri.host_kind != proto::HostKind::kName) return false;
   // RFC 3263 resolution is asynchronous: the attempt waits for it, the shard goes on.
-  call.pending_request_uri = std::move(request_uri);
-  call.pending_proxy_route = std::move(proxy_route);
-  call.pending_target = target_index;
-  call.resolving = true;
-  const uint64_t generation = call.resolve_generation;
+  call.setup().pending_request_uri = std::move(request_uri);
+  call.setup().pending_proxy_route = std::move(proxy_route);
+  call.setup().pending_target = target_index;
+  call.setup().resolving = true;
+  const uint64_t generation = call.setup().resolve_generation;
   const uint64_t cookie = call.cookie;
   context_.resolver->Resolve(
       uri.host, uri.port, transport, uri.scheme == proto::UriScheme::kSips,
@@ -769,9 +793,11 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
   auto it = calls_.find(cookie);
   if (it == calls_.end()) return;
   Call& call = *it->second;
-  if (!call.resolving || generation != call.resolve_generation) return;
-  call.resolving = false;
-  if (call.cancelled || call.state != Call::State::kTrying && call.state != Call::State::kEarly)
+  // A late answer for a call already set up (or ended) finds nothing waiting.
+  if (!call.setup_view().resolving || generation != call.setup_view().resolve_generation) return;
+  call.setup().resolving = false;
+  if (call.cancelled ||
+      (call.state != Call::State::kTrying && call.state != Call::State::kEarly))
     return;
   const RedirectSettings& settings = SettingsFor(call);
   bool refused = false;
@@ -781,35 +807,35 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
     for (const proto::ResolvedTarget& target : result.targets) {
       if (target.tls || target.transport != proto::TransportKind::kUdp) continue;
       Peer destination{target.address, target.transport, 0};
-      if (call.pending_target >= 0) {
+      if (call.setup().pending_target >= 0) {
         // A name must not lead where an address would be refused (RFC 1918, ourselves).
         const bool self = destination.address == context_.local_address;
         if ((settings.deny_self && self) ||
-            (call.policy && !call.policy->AddressAllowed(destination.address))) {
+            (call.setup().policy && !call.setup().policy->AddressAllowed(destination.address))) {
           refused = true;
           continue;
         }
       } else if (HopResting(destination)) {
-        call.skipped_resting = true;
+        call.setup().skipped_resting = true;
         continue;
       }
       if (!sent) {
-        sent = SendBLegInvite(call, call.pending_request_uri, destination,
-                              call.pending_proxy_route);
+        sent = SendBLegInvite(call, call.setup().pending_request_uri, destination,
+                              call.setup().pending_proxy_route);
       } else {
         // RFC 3263 4.3: the other addresses of the name are tried if this one fails.
-        call.spare_addresses.push_back(destination);
+        call.setup().spare_addresses.push_back(destination);
       }
     }
   }
   if (sent) return;
-  if (call.pending_target >= 0) {
-    const size_t index = static_cast<size_t>(call.pending_target);
+  if (call.setup().pending_target >= 0) {
+    const size_t index = static_cast<size_t>(call.setup().pending_target);
     if (refused) {
       RefuseTarget(call, index);
     } else {
       context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kFailed)].Inc();
-      call.targets.MarkResult(index, TargetState::kFailed, 0);
+      call.setup().targets.MarkResult(index, TargetState::kFailed, 0);
     }
     context_.timers->Cancel(&call.target_timer);
   }
@@ -877,30 +903,30 @@ bool CallEngine::HopResting(const Peer& destination) const {
 
 PolicyDecision CallEngine::DecideTarget(Call& call, const Target& target) {
   if (policy_override_ != nullptr) return policy_override_->Decide(target, call.cookie);
-  if (!call.policy) {
+  if (!call.setup().policy) {
     const RedirectSettings& settings = SettingsFor(call);
-    call.policy = std::make_unique<ConfiguredRedirectPolicy>(
+    call.setup().policy = std::make_unique<ConfiguredRedirectPolicy>(
         SecurityFromSettings(settings),
         settings.to_uri == RedirectToUri::kReplace);
   }
-  return call.policy->Decide(target, call.cookie);
+  return call.setup().policy->Decide(target, call.cookie);
 }
 
 void CallEngine::ResumeRedirect(uint64_t call_cookie, PolicyDecision decision) {
   auto it = calls_.find(call_cookie);
-  if (it == calls_.end() || !it->second->parked || it->second->cancelled) return;
+  if (it == calls_.end() || !it->second->setup_view().parked || it->second->cancelled) return;
   Call& call = *it->second;
-  call.parked = false;
+  call.setup().parked = false;
   // The parked target goes back to pending with the decision recorded by the policy's
   // next answer; simplest faithful behaviour: re-run the search.
   if (decision == PolicyDecision::kStop || decision == PolicyDecision::kReject) {
-    call.targets.MarkResult(static_cast<size_t>(call.current_target), TargetState::kRefused, 0);
+    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target), TargetState::kRefused, 0);
     if (decision == PolicyDecision::kStop) {
       FinishSearch(call);
       return;
     }
   } else {
-    if (AttemptTarget(call, static_cast<size_t>(call.current_target), decision)) return;
+    if (AttemptTarget(call, static_cast<size_t>(call.setup().current_target), decision)) return;
   }
   if (!StartNextAttempt(call)) FinishSearch(call);
 }
@@ -909,7 +935,7 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
                               std::string_view extra, std::string_view body,
                               std::string_view content_type) {
   if (call.a_final_sent) return;
-  std::string out = call.a_head.Start(status, reason, call.a_tag);
+  std::string out = call.setup().a_head.Start(status, reason, call.a_tag);
   if (status < 300 && status > 100) AppendHeader(out, "Contact", contact_header_);
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
@@ -917,11 +943,11 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
   if (status >= 200) call.a_final_sent = true;
   if (status >= 200 && status < 300) {
     // The core owns 2xx reliability (RFC 3261 13.3.1.4).
-    call.a_2xx = out;
-    call.a_2xx_interval = call.config->timers.t1;
-    call.a_2xx_sends = 1;
-    call.a_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
-    ArmTimer(call, &call.a_2xx_timer, call.a_2xx_interval, kA2xxRetransmit);
+    call.setup().a_2xx = out;
+    call.setup().a_2xx_interval = call.config->timers.t1;
+    call.setup().a_2xx_sends = 1;
+    call.setup().a_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
+    ArmTimer(call, &call.a_2xx_timer, call.setup().a_2xx_interval, kA2xxRetransmit);
   }
   transactions_->Respond(call.a_invite, status, std::move(out));
 }
@@ -932,29 +958,29 @@ void CallEngine::FinishSearch(Call& call) {
   if (call.in_redirect) {
     // The search ended without an answer: say why, with a Reason (RFC 3326).
     RedirectFailure failure = RedirectFailure::kExhausted;
-    int status = call.best_status;
-    std::string reason = call.best_reason;
+    int status = call.setup().best_status;
+    std::string reason = call.setup().best_reason;
     if (call.cancelled) {
       failure = RedirectFailure::kCancelled;
-    } else if (call.best_status == 0 && (call.depth_exceeded || call.hops_exhausted)) {
+    } else if (call.setup().best_status == 0 && (call.setup().depth_exceeded || call.setup().hops_exhausted)) {
       failure = RedirectFailure::kDepth;
       status = 483;
       reason = "Too Many Hops";
-    } else if (call.best_status == 0 && call.loops > 0 && call.refused == 0) {
+    } else if (call.setup().best_status == 0 && call.setup().loops > 0 && call.setup().refused == 0) {
       failure = RedirectFailure::kLoop;
       status = 482;
       reason = "Loop Detected";
-    } else if (call.best_status == 0 && call.refused > 0) {
+    } else if (call.setup().best_status == 0 && call.setup().refused > 0) {
       failure = RedirectFailure::kAllRefused;
       status = 403;
       reason = "Forbidden";
     }
     context_.counters->redirect_failures[static_cast<size_t>(failure)].Inc();
-    context_.counters->redirect_depth.Observe(call.max_depth_seen);
+    context_.counters->redirect_depth.Observe(call.setup().max_depth_seen);
     if (!call.cancelled) {
-      if (settings.relay_last_3xx && !call.last_3xx_status.empty()) {
-        int code = std::atoi(call.last_3xx_status.c_str());
-        AnswerCaller(call, code, call.last_3xx_status.substr(4), call.last_3xx_contacts, {}, {});
+      if (settings.relay_last_3xx && !call.setup().last_3xx_status.empty()) {
+        int code = std::atoi(call.setup().last_3xx_status.c_str());
+        AnswerCaller(call, code, call.setup().last_3xx_status.substr(4), call.setup().last_3xx_contacts, {}, {});
         EndCall(call, CallOutcome::kRedirectSent);
         return;
       }
@@ -973,20 +999,20 @@ void CallEngine::FinishSearch(Call& call) {
     EndCall(call, CallOutcome::kCancelled);
     return;
   }
-  if (call.best_status == 0 && call.skipped_resting) {
+  if (call.setup().best_status == 0 && call.setup().skipped_resting) {
     AnswerCaller(call, 503, "Service Unavailable",
                  "Retry-After: 5\r\nReason: SIP;cause=503;text=\"every next hop is resting\"\r\n",
                  {}, {});
     EndCall(call, CallOutcome::kUnreachable);
     return;
   }
-  if (call.best_status == 0) {
+  if (call.setup().best_status == 0) {
     AnswerCaller(call, 408, "Request Timeout",
                  "Reason: SIP;cause=408;text=\"no next hop answered\"\r\n", {}, {});
-    EndCall(call, call.hops.empty() ? CallOutcome::kNoRoute : CallOutcome::kUnreachable);
+    EndCall(call, call.setup().hops.empty() ? CallOutcome::kNoRoute : CallOutcome::kUnreachable);
     return;
   }
-  AnswerCaller(call, call.best_status, call.best_reason, call.best_extra, {}, {});
+  AnswerCaller(call, call.setup().best_status, call.setup().best_reason, call.setup().best_extra, {}, {});
   EndCall(call, CallOutcome::kRejected);
 }
 
@@ -1023,7 +1049,7 @@ void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
   if (status < 200) {
     if (status == 100 || call.cancelled || call.a_final_sent) return;  // 100 is hop by hop
     call.state = Call::State::kEarly;
-    std::string out = call.a_head.Start(status, response.reason_phrase(), call.a_tag);
+    std::string out = call.setup().a_head.Start(status, response.reason_phrase(), call.a_tag);
     AppendHeader(out, "Contact", contact_header_);
     StrAppend(&out, PassedHeaders(response, call.config->headers));
     AppendBody(out, response.body(), response.content_type());
@@ -1050,9 +1076,9 @@ void CallEngine::OnInvite2xx(Call& call, const SipMessage& response) {
   std::string_view to_tag = response.to().tag;
   if (call.b_acked || call.state == Call::State::kAnswered ||
       call.state == Call::State::kConfirmed || call.cancelled) {
-    if (call.b_acked && !call.b_ack.empty() &&
+    if (call.b_acked &&
         (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
-      Send(call.b.peer, call.b_ack);  // a retransmitted 2xx: our ACK was lost
+      ResendBAck(call);  // a retransmitted 2xx: our ACK was lost
       return;
     }
     if (call.state == Call::State::kAnswered &&
@@ -1113,19 +1139,19 @@ void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
   for (size_t i = response.record_route_count(); i > 0; --i)
     call.b.route_set.emplace_back(response.record_routes()[i - 1].text);
   call.b.remote_cseq = 0;
-  call.b_answer_body = std::string(response.body());
+  call.setup().b_answer_body = std::string(response.body());
   call.state = Call::State::kAnswered;
   context_.counters->dialogs_active.Inc(2);
   context_.counters->call_setup_seconds.Observe(
       std::chrono::duration<double>(context_.clock->Now() - call.started).count());
   if (call.in_redirect) {
     context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kAnswered)].Inc();
-    call.targets.MarkResult(static_cast<size_t>(call.current_target), TargetState::kAnswered,
+    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target), TargetState::kAnswered,
                             static_cast<uint16_t>(response.status_code()));
     EndAttempt(call);
-    context_.counters->redirect_depth.Observe(call.max_depth_seen);
+    context_.counters->redirect_depth.Observe(call.setup().max_depth_seen);
     context_.counters->redirect_extra_delay_seconds.Observe(
-        std::chrono::duration<double>(context_.clock->Now() - call.first_redirect).count());
+        std::chrono::duration<double>(context_.clock->Now() - call.setup().first_redirect).count());
   }
   ArmTimer(call, &call.duration_timer, call.config->limits.max_call_duration, kMaxDuration);
   AnswerCaller(call, response.status_code(), response.reason_phrase(),
@@ -1138,55 +1164,55 @@ void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
   const RedirectSettings& settings = SettingsFor(call);
   context_.counters->redirects_received[static_cast<size_t>(ToRedirectCode(status))].Inc();
   // Keep every Contact line verbatim: relay mode and relay_last_3xx send them back as is.
-  call.last_3xx_status = StrCat(status, " ", response.reason_phrase());
-  call.last_3xx_contacts.clear();
+  call.setup().last_3xx_status = StrCat(status, " ", response.reason_phrase());
+  call.setup().last_3xx_contacts.clear();
   for (size_t i = 0; i < response.header_count(); ++i) {
     const proto::HeaderField& h = response.headers()[i];
-    if (h.id == proto::HeaderId::kContact) AppendHeader(call.last_3xx_contacts, "Contact", h.value);
+    if (h.id == proto::HeaderId::kContact) AppendHeader(call.setup().last_3xx_contacts, "Contact", h.value);
   }
-  if (call.in_redirect && call.current_target >= 0) {
+  if (call.in_redirect && call.setup().current_target >= 0) {
     context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRedirected)].Inc();
     EndAttempt(call);
   }
   if (settings.mode == RedirectMode::kRelay || status == 380) {
-    AnswerCaller(call, status, response.reason_phrase(), call.last_3xx_contacts, {}, {});
+    AnswerCaller(call, status, response.reason_phrase(), call.setup().last_3xx_contacts, {}, {});
     context_.counters->redirects_sent.Inc();
     EndCall(call, CallOutcome::kRedirectSent);
     return;
   }
   if (!call.in_redirect) {
     call.in_redirect = true;
-    call.first_redirect = context_.clock->Now();
+    call.setup().first_redirect = context_.clock->Now();
   }
   // The first 3xx comes from the original target (index 0), later ones from a target.
-  const int from = call.current_target < 0 ? 0 : call.current_target;
-  const int depth = call.targets.at(static_cast<size_t>(from)).depth + 1;
-  call.max_depth_seen = std::max(call.max_depth_seen, depth);
+  const int from = call.setup().current_target < 0 ? 0 : call.setup().current_target;
+  const int depth = call.setup().targets.at(static_cast<size_t>(from)).depth + 1;
+  call.setup().max_depth_seen = std::max(call.setup().max_depth_seen, depth);
   if (depth > settings.max_depth) {
-    call.depth_exceeded = true;
-    call.targets.MarkResult(static_cast<size_t>(from), TargetState::kRedirected,
+    call.setup().depth_exceeded = true;
+    call.setup().targets.MarkResult(static_cast<size_t>(from), TargetState::kRedirected,
                             static_cast<uint16_t>(status));
   } else {
-    MergeResult merged = call.targets.Merge(response, from, depth);
+    MergeResult merged = call.setup().targets.Merge(response, from, depth);
     if (merged.loops > 0) {
-      call.loops += static_cast<int>(merged.loops);
+      call.setup().loops += static_cast<int>(merged.loops);
       context_.counters->redirect_loops_detected.Inc(merged.loops);
       context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kSkippedAsLoop)].Inc(
           merged.loops);
     }
     // 301: remember the best target for later calls to the same Request-URI.
-    if (status == 301 && call.current_target < 0 && settings.cache_301.entries > 0 && merged.added > 0) {
+    if (status == 301 && call.setup().current_target < 0 && settings.cache_301.entries > 0 && merged.added > 0) {
       if (moved_permanently_.size() >= settings.cache_301.entries) moved_permanently_.clear();
-      if (!call.targets.pending_order().empty()) {
-        const Target& best = call.targets.at(call.targets.pending_order()[0]);
-        moved_permanently_[call.a_request_uri] = {best.request_uri,
+      if (!call.setup().targets.pending_order().empty()) {
+        const Target& best = call.setup().targets.at(call.setup().targets.pending_order()[0]);
+        moved_permanently_[call.setup().a_request_uri] = {best.request_uri,
                                                   context_.clock->Now() + settings.cache_301.ttl};
       }
     }
   }
-  if (settings.send_181 && !call.sent_181 && !call.a_final_sent) {
-    call.sent_181 = true;
-    std::string out = call.a_head.Start(181, "Call Is Being Forwarded", call.a_tag);
+  if (settings.send_181 && !call.setup().sent_181 && !call.a_final_sent) {
+    call.setup().sent_181 = true;
+    std::string out = call.setup().a_head.Start(181, "Call Is Being Forwarded", call.a_tag);
     AppendHeader(out, "Contact", contact_header_);
     AppendBody(out, {}, {});
     context_.counters->responses_sent[1].Inc();
@@ -1200,38 +1226,38 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
   // Remember the best answer (RFC 3261 16.7) for when every attempt has failed; a
   // timeout is not an answer (it makes the call unreachable, not rejected).
   if (response != nullptr &&
-      (call.best_status == 0 || ResponseRank(status) < ResponseRank(call.best_status))) {
-    call.best_status = status;
-    call.best_reason = std::string(reason);
-    call.best_extra = response ? PassedHeaders(*response, call.config->headers) : std::string();
+      (call.setup().best_status == 0 || ResponseRank(status) < ResponseRank(call.setup().best_status))) {
+    call.setup().best_status = status;
+    call.setup().best_reason = std::string(reason);
+    call.setup().best_extra = response ? PassedHeaders(*response, call.config->headers) : std::string();
   }
   if (call.cancelled) {
     FinishSearch(call);
     return;
   }
-  if ((response == nullptr || status == 503) && !call.spare_addresses.empty()) {
+  if ((response == nullptr || status == 503) && !call.setup().spare_addresses.empty()) {
     // The same next hop or target under its next DNS address.
-    const Peer next = call.spare_addresses.front();
-    call.spare_addresses.erase(call.spare_addresses.begin());
-    if (call.pending_target >= 0)
+    const Peer next = call.setup().spare_addresses.front();
+    call.setup().spare_addresses.erase(call.setup().spare_addresses.begin());
+    if (call.setup().pending_target >= 0)
       ArmTimer(call, &call.target_timer, SettingsFor(call).target_timeout, kTargetTimeout);
-    if (SendBLegInvite(call, call.pending_request_uri, next, call.pending_proxy_route)) return;
+    if (SendBLegInvite(call, call.setup().pending_request_uri, next, call.setup().pending_proxy_route)) return;
   }
   if (call.in_redirect) {
     const RedirectSettings& settings = SettingsFor(call);
     bool timeout = response == nullptr;
     context_.counters->redirect_targets[static_cast<size_t>(
         timeout ? TargetOutcome::kTimeout : TargetOutcome::kFailed)].Inc();
-    call.targets.MarkResult(static_cast<size_t>(call.current_target),
+    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target),
                             timeout ? TargetState::kTimedOut : TargetState::kFailed,
                             static_cast<uint16_t>(status));
     EndAttempt(call);
     if (status >= 600 || !(timeout || settings.TryNextOn(status))) {
       // 6xx ends the search (RFC 3261 16.7); other finals go to the caller as they are.
-      call.best_status = status;
-      call.best_reason = std::string(reason);
+      call.setup().best_status = status;
+      call.setup().best_reason = std::string(reason);
       call.in_redirect = true;
-      AnswerCaller(call, status, reason, call.best_extra, {}, {});
+      AnswerCaller(call, status, reason, call.setup().best_extra, {}, {});
       context_.counters->redirect_failures[static_cast<size_t>(RedirectFailure::kExhausted)].Inc();
       EndCall(call, CallOutcome::kRedirectFailed);
       return;
@@ -1254,7 +1280,7 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
     }
   }
   if ((response == nullptr || call.config->failover_on.Contains(status)) &&
-      call.next_hop < call.hops.size()) {
+      call.setup().next_hop < call.setup().hops.size()) {
     if (StartNextAttempt(call)) return;
   }
   FinishSearch(call);
@@ -1295,7 +1321,7 @@ void CallEngine::OnCancel(TransactionId invite, const SipMessage& cancel) {
 
 void CallEngine::CancelCall(Call& call) {
   call.cancelled = true;
-  call.parked = false;
+  call.setup().parked = false;
   context_.timers->Cancel(&call.target_timer);
   AnswerCaller(call, 487, "Request Terminated", {}, {}, {});
   if (call.in_redirect) {
@@ -1313,9 +1339,9 @@ bool CallEngine::CancelBLeg(Call& call) {
   if (call.b_invite == proto::kNoTransaction || call.b_cancel_sent) return false;
   call.b_cancel_sent = true;
   // RFC 3261 9.1: the INVITE's Request-URI, top Via, Route, From, To and CSeq number.
-  std::string out = StrCat("CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.b_via,
-                           "\r\n", call.b_route_lines, "Max-Forwards: 70\r\nFrom: ",
-                           call.b.local_party, "\r\nTo: ", call.b_to, "\r\nCall-ID: ",
+  std::string out = StrCat("CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.setup().b_via,
+                           "\r\n", call.setup().b_route_lines, "Max-Forwards: 70\r\nFrom: ",
+                           call.b.local_party, "\r\nTo: ", call.setup().b_to, "\r\nCall-ID: ",
                            call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
                            " CANCEL\r\nContent-Length: 0\r\n\r\n");
   context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
@@ -1354,6 +1380,16 @@ void CallEngine::SendAckToB(Call& call, uint32_t cseq, std::string_view body,
                             std::string_view content_type) {
   std::string out = SendAck(call.b, cseq, body, content_type);
   if (cseq == call.b_invite_cseq) call.b_ack = std::move(out);
+}
+
+void CallEngine::ResendBAck(Call& call) {
+  if (!call.b_ack.empty()) {
+    Send(call.b.peer, call.b_ack);
+    return;
+  }
+  // Past 64*T1 the stored ACK is gone; a callee that is still retransmitting gets a new
+  // one (same dialog and CSeq; an ACK for a 2xx is its own transaction).
+  SendAck(call.b, call.b_invite_cseq, {}, {});
 }
 
 void CallEngine::OnAck(const SipMessage& ack, const Peer& source) {
@@ -1504,14 +1540,13 @@ void CallEngine::OnStrayResponse(const SipMessage& response, const Peer& source)
   if (response.cseq().method != Method::kInvite || response.status_code() / 100 != 2) return;
   // A 2xx retransmitted after its transaction ended: re-send our ACK if we know the call.
   Call* call = FindByCallId(response.call_id());
-  if (call != nullptr && call->b_acked && !call->b_ack.empty() &&
-      response.cseq().number == call->b_invite_cseq) {
-    Send(call->b.peer, call->b_ack);
+  if (call != nullptr && call->b_acked && response.cseq().number == call->b_invite_cseq) {
+    ResendBAck(*call);
     return;
   }
 }
 
-void CallEngine::SendA2xx(Call& call) { Send(call.a_response_peer, call.a_2xx); }
+void CallEngine::SendA2xx(Call& call) { Send(call.a_response_peer, call.setup().a_2xx); }
 
 void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
   if (kind == kProbe) {
@@ -1547,7 +1582,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
     case kA2xxRetransmit:
       call.a_2xx_timer = {};
       if (call.state != Call::State::kAnswered) return;
-      if (context_.clock->Now() >= call.a_2xx_deadline) {
+      if (context_.clock->Now() >= call.setup().a_2xx_deadline) {
         // No ACK within 64*T1 (RFC 3261 13.3.1.4): confirm the callee, then BYE both legs.
         SendAckToB(call, call.b_invite_cseq, {}, {});
         call.b_acked = true;
@@ -1557,14 +1592,14 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
         return;
       }
       SendA2xx(call);
-      ++call.a_2xx_sends;
+      ++call.setup().a_2xx_sends;
       context_.counters->retransmissions_sent.Inc();
-      call.a_2xx_interval = std::min<proto::Duration>(call.a_2xx_interval * 2,
+      call.setup().a_2xx_interval = std::min<proto::Duration>(call.setup().a_2xx_interval * 2,
                                                       call.config->timers.t2);
       // The last wait ends exactly at 64*T1, not at the next doubling.
       ArmTimer(call, &call.a_2xx_timer,
-               std::min<proto::Duration>(call.a_2xx_interval,
-                                         call.a_2xx_deadline - context_.clock->Now()),
+               std::min<proto::Duration>(call.setup().a_2xx_interval,
+                                         call.setup().a_2xx_deadline - context_.clock->Now()),
                kA2xxRetransmit);
       return;
     case kMaxDuration:
@@ -1590,6 +1625,10 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
       call.cancel_guard = {};
       FinishSearch(call);
       return;
+    case kForgetBAck:
+      call.b_ack_timer = {};
+      std::string().swap(call.b_ack);
+      return;
     default:
       context_.counters->internal_bugs.Inc();
       return;
@@ -1607,6 +1646,7 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   context_.timers->Cancel(&call.duration_timer);
   context_.timers->Cancel(&call.cancel_guard);
   context_.timers->Cancel(&call.reinvite_2xx_timer);
+  context_.timers->Cancel(&call.b_ack_timer);
   if (had_dialogs) context_.counters->dialogs_active.Dec(2);
   context_.counters->calls_ended[static_cast<size_t>(outcome)].Inc();
   context_.counters->calls_active.Dec();
@@ -1619,7 +1659,7 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
       WriteLogLine(LogLevel::kInfo,
                    StrCat("call ended call_id=\"", call.a.call_id, "\" outcome=",
                           CallOutcomeName(outcome), " status=",
-                          call.best_status ? call.best_status : 0),
+                          call.setup_view().best_status),
                    suppressed);
   }
   calls_by_call_id_.erase(call.a.call_id);
@@ -1635,36 +1675,26 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
 void CallEngine::CollectEndedCalls() { ended_.clear(); }
 
 void CallEngine::ReleaseSetupState(Call& call) {
-  // A confirmed call may be held for hours: keep only what its dialogs need (and, for a
-  // redirected call, the hops its call record will list when it ends).
-  const auto release = [](std::string& text) { std::string().swap(text); };
-  release(call.a_2xx);
-  release(call.offer_body);
-  release(call.offer_type);
-  release(call.passed);
-  release(call.b_answer_body);
-  release(call.history_info);
-  release(call.best_reason);
-  release(call.best_extra);
-  release(call.last_3xx_status);
-  release(call.last_3xx_contacts);
-  release(call.pending_request_uri);
-  release(call.pending_proxy_route);
-  release(call.b_to);
-  release(call.b_via);
-  release(call.b_route_lines);
-  release(call.hop_request_uri);
-  call.a_head = ResponseHead{};
-  call.policy.reset();
-  std::vector<NextHop>().swap(call.hops);
-  if (!call.in_redirect) {
-    release(call.a_request_uri);
-    call.targets = TargetSet();
-    std::vector<proto::TimePoint>().swap(call.attempt_started);
-    std::vector<proto::Duration>().swap(call.attempt_took);
+  // A confirmed call may be held for hours: keep only what its dialogs need, and for a
+  // redirected call the hops its call record will list when it ends.
+  call.relays = {};
+  ArmTimer(call, &call.b_ack_timer, call.config->timers.t1 * 64, kForgetBAck);
+  if (!call.in_redirect || call.setup_state == nullptr) {
+    call.setup_state.reset();
+    return;
   }
-  std::vector<Peer>().swap(call.spare_addresses);
-  call.relays.clear();
+  CallSetup& old = *call.setup_state;
+  auto kept = std::make_unique<CallSetup>();
+  kept->a_request_uri = std::move(old.a_request_uri);
+  kept->targets = std::move(old.targets);
+  kept->attempt_started = std::move(old.attempt_started);
+  kept->attempt_took = std::move(old.attempt_took);
+  kept->max_depth_seen = old.max_depth_seen;
+  kept->loops = old.loops;
+  kept->refused = old.refused;
+  kept->best_status = old.best_status;
+  kept->first_redirect = old.first_redirect;
+  call.setup_state = std::move(kept);
 }
 
 void CallEngine::EndAllCalls() {
@@ -1687,10 +1717,10 @@ void CallEngine::EndAllCalls() {
 }
 
 void CallEngine::EndAttempt(Call& call) {
-  if (call.current_target < 0) return;
-  const size_t index = static_cast<size_t>(call.current_target);
-  if (index < call.attempt_started.size())
-    call.attempt_took[index] = context_.clock->Now() - call.attempt_started[index];
+  if (call.setup().current_target < 0) return;
+  const size_t index = static_cast<size_t>(call.setup().current_target);
+  if (index < call.setup().attempt_started.size())
+    call.setup().attempt_took[index] = context_.clock->Now() - call.setup().attempt_started[index];
 }
 
 void CallEngine::WriteCallRecord(const Call& call, CallOutcome outcome) {
@@ -1700,21 +1730,21 @@ void CallEngine::WriteCallRecord(const Call& call, CallOutcome outcome) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
   };
   std::string line = StrCat("call-record call_id=\"", call.a.call_id, "\" outcome=",
-                            CallOutcomeName(outcome), " request_uri=\"", call.a_request_uri,
+                            CallOutcomeName(outcome), " request_uri=\"", call.setup_view().a_request_uri,
                             "\" duration_ms=", ms(context_.clock->Now() - call.started),
-                            " depth=", call.max_depth_seen, " loops=", call.loops,
-                            " refused=", call.refused, " hops=[");
+                            " depth=", call.setup_view().max_depth_seen, " loops=", call.setup_view().loops,
+                            " refused=", call.setup_view().refused, " hops=[");
   bool first = true;
-  for (uint16_t index : call.targets.attempt_order()) {
-    const Target& target = call.targets.at(index);
+  for (uint16_t index : call.setup_view().targets.attempt_order()) {
+    const Target& target = call.setup_view().targets.at(index);
     if (target.is_original()) continue;
     StrAppend(&line, first ? "" : ",", "{target=\"", target.request_uri, "\" q=",
               target.q_millis / 1000, ".", static_cast<char>('0' + target.q_millis / 100 % 10),
               static_cast<char>('0' + target.q_millis / 10 % 10),
               static_cast<char>('0' + target.q_millis % 10), " state=",
               TargetStateName(target.state), " status=", target.status);
-    if (index < call.attempt_took.size())
-      StrAppend(&line, " answer_ms=", ms(call.attempt_took[index]));
+    if (index < call.setup_view().attempt_took.size())
+      StrAppend(&line, " answer_ms=", ms(call.setup_view().attempt_took[index]));
     line += '}';
     first = false;
   }

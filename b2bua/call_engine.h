@@ -199,6 +199,8 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   std::string SendAck(const Dialog& dialog, uint32_t cseq, std::string_view body,
                       std::string_view content_type);
   void SendAckToB(Call& call, uint32_t cseq, std::string_view body, std::string_view content_type);
+  /// Answers a retransmitted B-leg 2xx with our ACK again.
+  void ResendBAck(Call& call);
   void SendA2xx(Call& call);
   void EndCall(Call& call, CallOutcome outcome);
   /// Frees what only the call set-up needed, once the caller has ACKed the 2xx.

@@ -117,6 +117,10 @@ std::string BuildResponse(const SipMessage& request, int code, std::string_view 
   return out;
 }
 
+// clear() and move-assigning an empty string keep the capacity; a held call must not pin
+// the set-up's message bytes in a recycled slot.
+void ReleaseBytes(std::string& bytes) { std::string().swap(bytes); }
+
 struct Transaction {
   std::string key;             // this transaction's entry in client_index_ or server_index_
   std::string request;         // client: the bytes (re)transmitted
@@ -282,8 +286,10 @@ class TransactionLayer::Impl final : public TimerHandler {
     (IsClient(t.role) ? client_index_ : server_index_).erase(t.key);
     uint32_t generation = t.generation + 1;
     if (generation == 0) generation = 1;  // 0 would make the id look like kNoTransaction's
-    // Assigning a fresh value releases the stored messages, which can be large.
-    t = Transaction{};
+    // Swapping with a fresh value frees the stored messages (assigning would keep their
+    // capacity in the slot, which is reused only at the next peak).
+    Transaction fresh;
+    std::swap(t, fresh);
     t.generation = generation;
     free_slots_.push_back(index);
     --live_;
@@ -414,6 +420,7 @@ class TransactionLayer::Impl final : public TimerHandler {
         // ACK retransmissions over UDP.
         t.state = State::kConfirmed;
         timers_.Cancel(&t.retransmit_timer);
+        ReleaseBytes(t.response);
         if (t.peer.reliable()) {
           Destroy(index);
         } else {
@@ -515,7 +522,7 @@ class TransactionLayer::Impl final : public TimerHandler {
     if (code < 300) {
       // RFC 6026: the core retransmits the 2xx; Timer L absorbs INVITE retransmissions.
       t.state = State::kAccepted;
-      t.response.clear();
+      ReleaseBytes(t.response);
       Arm(index, &t.lifetime_timer, SixtyFourT1(), kTimerL);
       return;
     }
@@ -580,14 +587,17 @@ class TransactionLayer::Impl final : public TimerHandler {
           return true;
         }
         timers_.Cancel(&t.retransmit_timer);
-        t.pending_cancel.clear();
+        ReleaseBytes(t.pending_cancel);
         if (code < 300) {
+          // Timer M only matches 2xx retransmissions; the INVITE is never sent again.
           t.state = State::kAccepted;
+          ReleaseBytes(t.request);
           Arm(index, &t.lifetime_timer, SixtyFourT1(), kTimerM);
         } else {
           t.state = State::kCompleted;
           // 17.1.1.3: the ACK for a non-2xx final is the transaction's own.
           if (BuildAck(index, response)) SendAck(index);
+          ReleaseBytes(slots_[index].request);
           if (slots_[index].peer.reliable()) {
             Destroy(index);
           } else {
@@ -677,6 +687,7 @@ class TransactionLayer::Impl final : public TimerHandler {
     } else {
       t.state = State::kCompleted;
       timers_.Cancel(&t.retransmit_timer);
+      ReleaseBytes(t.request);
       // Timer K absorbs response retransmissions, which only unreliable transports make.
       if (t.peer.reliable()) {
         Destroy(index);

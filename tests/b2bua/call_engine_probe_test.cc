@@ -96,8 +96,9 @@ class ProbeTest : public ::testing::Test {
   }
 
   std::string Invite() {
+    ++calls_;  // not inside the expression below: its operands are unsequenced
     return "INVITE sip:1000@127.0.0.1:5060 SIP/2.0\r\n"
-           "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-caller-" + std::to_string(++calls_) +
+           "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-caller-" + std::to_string(calls_) +
            ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a" +
            std::to_string(calls_) + "\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: probe-call-" +
            std::to_string(calls_) + "\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5061>\r\n"

@@ -820,6 +820,41 @@ TEST_F(CallEngineTest, CallerLeg2xxIsRetransmittedWithDoublingIntervalUntilAck) 
   EXPECT_EQ(engine_->active_calls(), 1u);
 }
 
+TEST_F(CallEngineTest, CalleeStill2xxRetransmittingAfter64T1IsAckedAgainNotHungUp) {
+  ASSERT_NO_FATAL_FAILURE(Start());  // T1 500ms: the stored ACK is kept for 32 s
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> b = Invite(caller);
+  ASSERT_TRUE(b);
+  Deliver(bob.Answer(*b, 200, "OK", kAnswerSdp), bob.peer());
+  std::vector<Sent> oks = WithStatus(ResponsesTo(TakeSent(), kCallerPort), 200);
+  ASSERT_EQ(oks.size(), 1u);
+  caller.to_tag = oks[0].to_tag();
+  Deliver(caller.Ack2xx(), caller.peer());
+  std::vector<Sent> acks = RequestsTo(TakeSent(), 5070, Method::kAck);
+  ASSERT_EQ(acks.size(), 1u);
+
+  Advance(10s);
+  Deliver(bob.Answer(*b, 200, "OK", kAnswerSdp), bob.peer());
+  std::vector<Sent> again = RequestsTo(TakeSent(), 5070, Method::kAck);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].bytes(), acks[0].bytes());  // within 64*T1: the very same ACK
+
+  Advance(40s);  // the stored ACK is forgotten; a late retransmission still gets one
+  Deliver(bob.Answer(*b, 200, "OK", kAnswerSdp), bob.peer());
+  std::vector<Sent> out = TakeSent();
+  std::vector<Sent> late = RequestsTo(out, 5070, Method::kAck);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late[0].request_uri(), acks[0].request_uri());
+  EXPECT_EQ(late[0].call_id(), acks[0].call_id());
+  EXPECT_EQ(late[0].cseq(), acks[0].cseq());
+  EXPECT_EQ(late[0].from_tag(), acks[0].from_tag());
+  EXPECT_EQ(late[0].to_tag(), bob.tag);
+  EXPECT_THAT(RequestsTo(out, 5070, Method::kBye), IsEmpty());
+  EXPECT_THAT(ResponsesTo(out, kCallerPort), IsEmpty());
+  EXPECT_EQ(engine_->active_calls(), 1u);
+}
+
 TEST_F(CallEngineTest, CalleeByeIsRelayedToCallerInTheCallersDialog) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
