@@ -369,9 +369,7 @@ bool CallEngine::Send(const Peer& to, std::string_view bytes) {
 
 CallEngine::Call* CallEngine::FindByCallId(std::string_view call_id) {
   auto it = calls_by_call_id_.find(call_id);
-  if (it == calls_by_call_id_.end()) return nullptr;
-  auto call = calls_.find(it->second);
-  return call == calls_.end() ? nullptr : call->second.get();
+  return it == calls_by_call_id_.end() ? nullptr : it->second;
 }
 
 const RedirectSettings& CallEngine::SettingsFor(const Call& call) const {
@@ -518,8 +516,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   call.setup().b_to = std::string(request.to().text);
   call.b.local_cseq = 1;
 
-  calls_by_call_id_[call.a.call_id] = call.cookie;
-  calls_by_call_id_[call.b.call_id] = call.cookie;
+  calls_by_call_id_[call.a.call_id] = &call;
+  calls_by_call_id_[call.b.call_id] = &call;
   Call* raw = owned.get();
   calls_.emplace(call.cookie, std::move(owned));
   context_.counters->calls_active.Inc();

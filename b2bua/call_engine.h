@@ -229,7 +229,9 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   std::string contact_header_;   // "<sip:b2bua@127.0.0.1:5060>"
 
   absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
-  absl::flat_hash_map<std::string, uint64_t, ViewHash, ViewEq> calls_by_call_id_;  // both legs' Call-IDs
+  // Both legs' Call-IDs, viewing the Call's own copies (never changed once set): no second
+  // copy per held call. Erased in EndCall, before the Call is freed.
+  absl::flat_hash_map<std::string_view, Call*, ViewHash, ViewEq> calls_by_call_id_;
   std::vector<std::unique_ptr<Call>> ended_;
   absl::flat_hash_map<std::string, Cached301, ViewHash, ViewEq> moved_permanently_;
   absl::flat_hash_map<proto::NetAddress, proto::TimePoint> resting_hops_;  // 503 Retry-After
