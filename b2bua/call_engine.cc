@@ -245,6 +245,8 @@ struct CallSetup {
   std::string last_3xx_contacts;  // every Contact line of the last 3xx, verbatim
   std::string history_info;  // History-Info entries so far (RFC 7044)
   proto::TimePoint first_redirect{};
+  // Per target index (0: the original): the Request-URI its INVITE carried.
+  std::vector<std::string> sent_request_uris;
   // Per redirect target index: when its INVITE went out and how long it took to answer.
   std::vector<proto::TimePoint> attempt_started;
   std::vector<proto::Duration> attempt_took;
@@ -598,6 +600,12 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
     return false;
   }
   call.b_request_uri = std::string(request_uri);
+  // What this attempt's target (index 0: the original) was sent, for a 305 it may answer.
+  const size_t attempt = call.setup().current_target < 0
+                             ? 0 : static_cast<size_t>(call.setup().current_target);
+  std::vector<std::string>& sent = call.setup().sent_request_uris;
+  if (sent.size() <= attempt) sent.resize(attempt + 1);
+  sent[attempt] = call.b_request_uri;
   call.b_invite_cseq = call.b.local_cseq++;
   std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
   call.setup().b_via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
@@ -616,9 +624,13 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
   AppendHeader(out, "Contact", contact_header_);
   if (call.in_redirect && !call.setup().history_info.empty()) {
     if (settings.history_info) AppendHeader(out, "History-Info", call.setup().history_info);
-    if (settings.diversion)
+    if (settings.diversion && call.setup().current_target >= 0) {
+      // RFC 5806: diverted from the target whose 3xx named this one.
+      const int from = call.setup().targets.at(
+          static_cast<size_t>(call.setup().current_target)).from_target;
       AppendHeader(out, "Diversion",
-                   StrCat("<", call.setup().a_request_uri, ">;reason=unconditional"));
+                   StrCat("<", SentRequestUri(call, from), ">;reason=unconditional"));
+    }
   }
   StrAppend(&out, call.setup().passed);
   AppendBody(out, call.setup().offer_body, call.setup().offer_type);
@@ -674,6 +686,13 @@ bool CallEngine::StartNextAttempt(Call& call) {
   return false;
 }
 
+const std::string& CallEngine::SentRequestUri(Call& call, int target_index) {
+  const std::vector<std::string>& sent = call.setup().sent_request_uris;
+  const size_t index = target_index < 0 ? 0 : static_cast<size_t>(target_index);
+  return index < sent.size() && !sent[index].empty() ? sent[index]
+                                                     : call.setup().a_request_uri;
+}
+
 void CallEngine::RefuseTarget(Call& call, size_t index) {
   ++call.setup().refused;
   context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRefusedByPolicy)].Inc();
@@ -695,6 +714,7 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
   const Target& target = call.setup().targets.at(index);
   std::string request_uri = target.request_uri;
   const int redirect_status = target.redirect_status;
+  const int redirected_by = target.from_target;
   proto::SipUri uri;
   if (proto::ParseUri(request_uri, &uri) != proto::UriError::kNone) {
     RefuseTarget(call, index);
@@ -730,13 +750,15 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
     call.setup().b_to = StrCat("<", request_uri, ">");
   std::string proxy_route;
   if (redirect_status == 305) {
-    // 305 Use Proxy: the Contact is the proxy; the Request-URI stays the caller's.
+    // 305 Use Proxy (RFC 3261 21.3.6): the Contact is the proxy; the request that got the
+    // 305 is sent again, same Request-URI, through it.
     proxy_route = StrCat("<", request_uri, ";lr>");
-    request_uri = call.setup().a_request_uri;
+    request_uri = SentRequestUri(call, redirected_by);
   }
-  // History-Info (RFC 7044): the original target, then each retargeting with its cause.
+  // History-Info (RFC 7044): the first target this leg asked for, then each retargeting
+  // with its cause.
   if (call.setup().history_info.empty())
-    call.setup().history_info = StrCat("<", call.setup().a_request_uri, ">;index=1");
+    call.setup().history_info = StrCat("<", SentRequestUri(call, 0), ">;index=1");
   StrAppend(&call.setup().history_info, ", <", request_uri, ">;index=1.", index, ";rc=",
                   redirect_status ? redirect_status : 302);
   call.setup().current_target = static_cast<int>(index);

@@ -170,6 +170,9 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   /// Sends the INVITE for redirect target `index` under `decision`; false when it was not sent.
   bool AttemptTarget(Call& call, size_t index, PolicyDecision decision);
   void RefuseTarget(Call& call, size_t index);
+  /// The Request-URI the INVITE to target `target_index` carried (0 or -1: the first
+  /// attempt); the caller's Request-URI when that target was never sent one.
+  const std::string& SentRequestUri(Call& call, int target_index);
   bool SendBLegInvite(Call& call, std::string_view request_uri, const proto::Peer& destination,
                       std::string_view proxy_route);
   /// Sends the attempt to `uri`'s host: at once for an IP literal, after RFC 3263

@@ -1295,6 +1295,35 @@ TEST_F(CallEngineTest, DiversionNamesTheOriginalTargetWhenConfigured) {
   EXPECT_EQ(retry[0].Header("History-Info"), "") << "History-Info is off";
 }
 
+// In a chain each retry is diverted from the target that redirected it, and a 305 met
+// deep in the chain re-sends that target's own Request-URI through the proxy.
+TEST_F(CallEngineTest, DiversionAndUseProxyFollowTheTargetThatRedirected) {
+  ASSERT_NO_FATAL_FAILURE(Start("redirect: {diversion: true}\n"));
+  Caller caller;
+  Callee bob;
+  Callee t1{5071, "t1", "tag1"};
+  Callee t2{5072, "t2", "tag2"};
+  std::optional<Sent> first = Invite(caller);
+  ASSERT_TRUE(first);
+  Deliver(bob.Redirect(*first, 302, "Contact: <sip:t1@127.0.0.1:5071>\r\n"), bob.peer());
+  std::vector<Sent> to_t1 = RequestsTo(TakeSent(), 5071, Method::kInvite);
+  ASSERT_EQ(to_t1.size(), 1u);
+  EXPECT_EQ(to_t1[0].Header("Diversion"), "<" + caller.request_uri + ">;reason=unconditional");
+
+  Deliver(t1.Redirect(to_t1[0], 302, "Contact: <sip:t2@127.0.0.1:5072>\r\n"), t1.peer());
+  std::vector<Sent> to_t2 = RequestsTo(TakeSent(), 5072, Method::kInvite);
+  ASSERT_EQ(to_t2.size(), 1u);
+  EXPECT_EQ(to_t2[0].Header("Diversion"), "<sip:t1@127.0.0.1:5071>;reason=unconditional");
+  EXPECT_THAT(to_t2[0].Header("History-Info"),
+              StartsWith("<" + caller.request_uri + ">;index=1, <sip:t1@127.0.0.1:5071>"));
+
+  Deliver(t2.Redirect(to_t2[0], 305, "Contact: <sip:proxy@127.0.0.1:5075>\r\n"), t2.peer());
+  std::vector<Sent> via_proxy = RequestsTo(TakeSent(), 5075, Method::kInvite);
+  ASSERT_EQ(via_proxy.size(), 1u);
+  EXPECT_EQ(via_proxy[0].request_uri(), "sip:t2@127.0.0.1:5072") << "t2's request, again";
+  EXPECT_EQ(via_proxy[0].Header("Route"), "<sip:proxy@127.0.0.1:5075;lr>");
+}
+
 TEST_F(CallEngineTest, TargetInADeniedCidrIsRefusedAndNeverInvited) {
   ASSERT_NO_FATAL_FAILURE(Start(R"yaml(redirect: {deny: {cidrs: ["127.0.0.99/32"]}})yaml"));
   Caller caller;

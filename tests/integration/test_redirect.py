@@ -72,6 +72,54 @@ class RedirectTest(B2buaTestCase):
         self.assertMetric("b2bua_redirect_targets_total", 1, outcome="answered")
         self.assertNoActiveCalls()
 
+    def test_retargeted_invite_carries_history_info(self):
+        """RFC 7044 by default: the retry names the original target and the new one."""
+        target = self.h.start_callee("uas-answer-200.xml", calls=1, name="target")
+        redirector = self.h.start_callee("uas-redirect-302-single-contact.xml", calls=1,
+                                         keys={"contact": contact(target.port, "target")})
+        self.start_b2bua(route("1", redirector.port))
+        caller = self.h.run_caller("uac-expect-200-via-redirect.xml", duration_ms=100)
+        self.assertSippsOk(caller, redirector, target)
+        original = redirector.received("INVITE")[0].request_uri
+        retry = target.received("INVITE")[0]
+        history = ",".join(retry.header_all("History-Info"))
+        self.assertIn("<%s>;index=1" % original, history)
+        self.assertIn("target@127.0.0.1:%d" % target.port, history)
+        self.assertIsNone(retry.header("Diversion"), "Diversion is off by default")
+        self.assertIsNone(redirector.received("INVITE")[0].header("History-Info"),
+                          "the first attempt is not retargeted")
+
+    def test_diversion_names_the_original_target_when_configured(self):
+        """RFC 5806 for peers that predate History-Info."""
+        target = self.h.start_callee("uas-answer-200.xml", calls=1, name="target")
+        redirector = self.h.start_callee("uas-redirect-302-single-contact.xml", calls=1,
+                                         keys={"contact": contact(target.port, "target")})
+        self.start_b2bua(route("1", redirector.port),
+                         redirect={"diversion": True, "history_info": False})
+        caller = self.h.run_caller("uac-expect-200-via-redirect.xml", duration_ms=100)
+        self.assertSippsOk(caller, redirector, target)
+        original = redirector.received("INVITE")[0].request_uri
+        retry = target.received("INVITE")[0]
+        self.assertEqual(retry.header("Diversion"), "<%s>;reason=unconditional" % original)
+        self.assertIsNone(retry.header("History-Info"))
+
+    def test_305_use_proxy_retries_the_same_target_through_the_proxy(self):
+        """RFC 3261 21.3.6: the Contact of a 305 is a proxy, not a new target."""
+        proxy = self.h.start_callee("uas-answer-200.xml", calls=1, name="proxy")
+        redirector = self.h.start_callee("uas-use-proxy-305.xml", calls=1,
+                                         keys={"contact": "<sip:127.0.0.1:%d>" % proxy.port})
+        self.start_b2bua(route("1", redirector.port))
+        caller = self.h.run_caller("uac-expect-200-via-redirect.xml", duration_ms=100)
+        self.assertSippsOk(caller, redirector, proxy)
+        first = redirector.received("INVITE")[0]
+        through_proxy = proxy.received("INVITE")[0]
+        self.assertEqual(through_proxy.request_uri, first.request_uri, "same target")
+        self.assertEqual(through_proxy.header("Route"), "<sip:127.0.0.1:%d;lr>" % proxy.port)
+        self.assertEqual(through_proxy.call_id, first.call_id, "same B-leg dialog attempt set")
+        self.assertEqual(caller.received(status=305), [], "the 305 must not be relayed")
+        self.assertMetric("b2bua_redirects_received_total", 1, code="305")
+        self.assertNoActiveCalls()
+
     def test_chain_longer_than_max_depth_gets_483(self):
         """max_depth 1: the first redirect is followed, the second one is one too many."""
         never = free_port()  # the third hop must never be tried
