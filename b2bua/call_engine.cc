@@ -285,6 +285,8 @@ struct CallEngine::Call {
   const Route* route = nullptr;          // points into `config`
   proto::TimePoint started;
   std::unique_ptr<CallSetup> setup_state;
+  // The redirect part of the call record, written when the set-up state is freed.
+  std::string redirect_record;
 
   // A-leg: the caller's dialog, where the B2BUA is the UAS.
   Dialog a;
@@ -1695,26 +1697,14 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
 void CallEngine::CollectEndedCalls() { ended_.clear(); }
 
 void CallEngine::ReleaseSetupState(Call& call) {
-  // A confirmed call may be held for hours: keep only what its dialogs need, and for a
-  // redirected call the hops its call record will list when it ends.
+  // A confirmed call may be held for hours: keep only what its dialogs need. The hops a
+  // redirected call's record lists are all final by now, so they are written out once
+  // and the search itself is freed.
   call.relays = {};
   ArmTimer(call, &call.b_ack_timer, call.config->timers.t1 * 64, kForgetBAck);
-  if (!call.in_redirect || call.setup_state == nullptr) {
-    call.setup_state.reset();
-    return;
-  }
-  CallSetup& old = *call.setup_state;
-  auto kept = std::make_unique<CallSetup>();
-  kept->a_request_uri = std::move(old.a_request_uri);
-  kept->targets = std::move(old.targets);
-  kept->attempt_started = std::move(old.attempt_started);
-  kept->attempt_took = std::move(old.attempt_took);
-  kept->max_depth_seen = old.max_depth_seen;
-  kept->loops = old.loops;
-  kept->refused = old.refused;
-  kept->best_status = old.best_status;
-  kept->first_redirect = old.first_redirect;
-  call.setup_state = std::move(kept);
+  if (call.in_redirect && context_.call_records != nullptr && call.setup_state != nullptr)
+    call.redirect_record = RedirectRecord(*call.setup_state);
+  call.setup_state.reset();
 }
 
 void CallEngine::EndAllCalls() {
@@ -1746,30 +1736,38 @@ void CallEngine::EndAttempt(Call& call) {
 void CallEngine::WriteCallRecord(const Call& call, CallOutcome outcome) {
   // One line, key=value, so log shippers parse it without a schema. The Call-ID is the
   // caller's: that is what the caller's support desk will quote.
+  const std::string line = StrCat(
+      "call-record call_id=\"", call.a.call_id, "\" outcome=", CallOutcomeName(outcome),
+      " duration_ms=",
+      std::chrono::duration_cast<std::chrono::milliseconds>(context_.clock->Now() - call.started)
+          .count(),
+      call.setup_state != nullptr ? RedirectRecord(*call.setup_state) : call.redirect_record);
+  context_.call_records->OnCallRecord(line);
+}
+
+std::string CallEngine::RedirectRecord(const CallSetup& setup) {
   const auto ms = [](proto::Duration d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
   };
-  std::string line = StrCat("call-record call_id=\"", call.a.call_id, "\" outcome=",
-                            CallOutcomeName(outcome), " request_uri=\"", call.setup_view().a_request_uri,
-                            "\" duration_ms=", ms(context_.clock->Now() - call.started),
-                            " depth=", call.setup_view().max_depth_seen, " loops=", call.setup_view().loops,
-                            " refused=", call.setup_view().refused, " hops=[");
+  std::string out = StrCat(" request_uri=\"", setup.a_request_uri, "\" depth=",
+                           setup.max_depth_seen, " loops=", setup.loops, " refused=",
+                           setup.refused, " hops=[");
   bool first = true;
-  for (uint16_t index : call.setup_view().targets.attempt_order()) {
-    const Target& target = call.setup_view().targets.at(index);
+  for (uint16_t index : setup.targets.attempt_order()) {
+    const Target& target = setup.targets.at(index);
     if (target.is_original()) continue;
-    StrAppend(&line, first ? "" : ",", "{target=\"", target.request_uri, "\" q=",
+    StrAppend(&out, first ? "" : ",", "{target=\"", target.request_uri, "\" q=",
               target.q_millis / 1000, ".", static_cast<char>('0' + target.q_millis / 100 % 10),
               static_cast<char>('0' + target.q_millis / 10 % 10),
               static_cast<char>('0' + target.q_millis % 10), " state=",
               TargetStateName(target.state), " status=", target.status);
-    if (index < call.setup_view().attempt_took.size())
-      StrAppend(&line, " answer_ms=", ms(call.setup_view().attempt_took[index]));
-    line += '}';
+    if (index < setup.attempt_took.size())
+      StrAppend(&out, " answer_ms=", ms(setup.attempt_took[index]));
+    out += '}';
     first = false;
   }
-  line += ']';
-  context_.call_records->OnCallRecord(line);
+  out += ']';
+  return out;
 }
 
 }  // namespace b2bua

@@ -95,6 +95,8 @@ struct Dialog {
 /// the UAS) and the B-leg (towards the callee, where it is the UAC), routes, fails over
 /// across next hops and follows 3xx redirects for the caller. Everything here runs on the
 /// owning shard's thread; nothing is shared.
+struct CallSetup;
+
 class CallEngine final : public proto::TransactionUser, public proto::TimerHandler {
  public:
   CallEngine(const ShardContext& context, std::shared_ptr<const Config> config);
@@ -211,6 +213,8 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   /// Notes when the current redirect attempt ended, for the call record.
   void EndAttempt(Call& call);
   void WriteCallRecord(const Call& call, CallOutcome outcome);
+  /// The redirect search as the call record lists it: Request-URI, depth, loops, hops.
+  static std::string RedirectRecord(const CallSetup& setup);
   void ArmTimer(Call& call, proto::TimerId* timer, proto::Duration delay, uint32_t kind);
   bool Send(const proto::Peer& to, std::string_view bytes);
 

@@ -1197,6 +1197,12 @@ TEST_F(CallEngineTest, RedirectBackToTheFirstCalleeIsALoopAnswered482) {
   EXPECT_EQ(Targets(TargetOutcome::kSkippedAsLoop), 1u);
   EXPECT_EQ(Ended(CallOutcome::kRedirectFailed), 1u);
   EXPECT_EQ(engine_->active_calls(), 0u);
+  // A call that never got up writes its record from the live search.
+  ASSERT_EQ(records_.lines.size(), 1u);
+  EXPECT_THAT(records_.lines[0], HasSubstr("outcome=redirect_failed"));
+  EXPECT_THAT(records_.lines[0], HasSubstr("depth=2 loops=1"));
+  EXPECT_THAT(records_.lines[0],
+              HasSubstr("{target=\"sip:t1@127.0.0.1:5071\" q=1.000 state=redirected status=302"));
 }
 
 TEST_F(CallEngineTest, ContactNamingTheB2buaItselfIsNeverTried) {
