@@ -243,7 +243,9 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   absl::flat_hash_map<std::string, Cached301, ViewHash, ViewEq> moved_permanently_;
   absl::flat_hash_map<proto::NetAddress, proto::TimePoint> resting_hops_;  // 503 Retry-After
   void ProbeNextHops();
+  void SendProbe(const NextHop& hop, const proto::Peer& destination);
   void OnProbeResult(uint64_t cookie, bool answered);
+  uint64_t probe_round_ = 0;
   std::vector<proto::NetAddress> probe_targets_;  // index = cookie & ~kProbeCookie
   absl::flat_hash_set<proto::NetAddress> dead_hops_;
   proto::TimerId probe_timer_;

@@ -38,22 +38,46 @@ proto::Peer Loopback(uint16_t port) {
   return peer;
 }
 
+// Every name resolves to two addresses on 127.0.0.1, ports 5070 and 5071, at once.
+class TwoAddressResolver final : public TargetResolver {
+ public:
+  void Resolve(std::string_view host, uint16_t port,
+               std::optional<proto::TransportKind> transport, bool sips,
+               proto::ResolveCallback callback) override {
+    ++queries;
+    proto::ResolvedTargets result;
+    result.status = proto::ResolveStatus::kOk;
+    for (uint16_t to : {5070, 5071}) {
+      proto::ResolvedTarget target;
+      target.address = Loopback(to).address;
+      result.targets.push_back(target);
+    }
+    callback(result);
+  }
+  int queries = 0;
+};
+
 class ProbeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto config = ParseConfig(
-        "probe: {options_interval: 10s}\n"
-        "routes:\n"
-        "  - prefix: \"\"\n"
-        "    next_hops: [\"sip:127.0.0.1:5070\", \"sip:127.0.0.1:5071\"]\n",
-        "probe.yaml");
+    Build("probe: {options_interval: 10s}\n"
+          "routes:\n"
+          "  - prefix: \"\"\n"
+          "    next_hops: [\"sip:127.0.0.1:5070\", \"sip:127.0.0.1:5071\"]\n",
+          nullptr);
+  }
+
+  void Build(const std::string& config_text, TargetResolver* resolver) {
+    auto config = ParseConfig(config_text, "probe.yaml");
     ASSERT_TRUE(config.ok()) << config.status();
     ShardContext context;
     context.clock = &clock_;
     context.timers = &wheel_;
     context.sink = &sink_;
     context.counters = &counters_;
+    context.resolver = resolver;
     proto::NetAddress::ParseIp("127.0.0.1", 5060, &context.local_address);
+    layer_.reset();
     engine_ = std::make_unique<CallEngine>(context, *config);
     layer_ = std::make_unique<proto::TransactionLayer>(proto::TransactionConfig{}, wheel_, sink_,
                                                        *engine_);
@@ -178,6 +202,30 @@ TEST_F(ProbeTest, IntervalZeroSendsNoProbe) {
   engine_->StartProbing();
   Advance(60s);
   EXPECT_TRUE(TakeProbesTo(5070).empty());
+}
+
+TEST_F(ProbeTest, NextHopNamedByHostIsProbedAtEveryAddressItResolvesTo) {
+  TwoAddressResolver resolver;
+  ASSERT_NO_FATAL_FAILURE(Build("probe: {options_interval: 10s}\n"
+                                "routes: [{prefix: \"\", next_hops: "
+                                "[\"sip:trunk.example.net:5070\"]}]\n",
+                                &resolver));
+  engine_->StartProbing();
+  Advance(10s);
+  std::vector<std::string> to_first = TakeProbesTo(5070);
+  std::vector<std::string> to_second = TakeProbesTo(5071);
+  ASSERT_EQ(to_first.size(), 1u);
+  ASSERT_EQ(to_second.size(), 1u);
+  EXPECT_TRUE(to_first[0].starts_with("OPTIONS sip:trunk.example.net:5070 SIP/2.0\r\n"))
+      << to_first[0];
+  Deliver(Answer(to_second[0]), Loopback(5071));
+  Advance(33s);  // the first address never answers
+  EXPECT_EQ(engine_->dead_hops(), 1u);
+
+  sink_.sent.clear();
+  Deliver(Invite(), Loopback(5061));
+  EXPECT_FALSE(InviteSentTo(5070)) << "the dead address of the name is skipped";
+  EXPECT_TRUE(InviteSentTo(5071));
 }
 
 }  // namespace
