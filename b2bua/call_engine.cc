@@ -213,8 +213,6 @@ struct CallSetup {
   int a_2xx_sends = 0;
 
   std::string b_to;           // To value of the current attempt (no tag)
-  std::string b_via;
-  std::string b_route_lines;  // Route lines of the current attempt (305 proxy)
   std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
 
   // Attempts: next hops of the route first, then redirect targets.
@@ -513,8 +511,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   for (size_t i = 0; i < request.record_route_count(); ++i)
     call.a.route_set.emplace_back(request.record_routes()[i].text);
 
-  call.b.call_id = StrCat(kCallIdPrefix, Hex(context_.shard_index), "-",
-                                NewToken('c'), "-", Hex(call.cookie));
+  call.b.call_id = StrCat(kCallIdPrefix, Hex{context_.shard_index}, "-",
+                                NewToken('c'), "-", Hex{call.cookie});
   std::string from_tag = NewToken('f');
   call.b.local_party = StrCat(WithoutTag(request.from()), ";tag=", from_tag);
   call.setup().b_to = std::string(request.to().text);
@@ -610,15 +608,14 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
   sent[attempt] = call.b_request_uri;
   call.b_invite_cseq = call.b.local_cseq++;
   std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
-  call.setup().b_via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
-                      local_host_port_, ";branch=", branch, ";rport");
-  call.setup().b_route_lines.clear();
-  if (!proxy_route.empty()) AppendHeader(call.setup().b_route_lines, "Route", proxy_route);
+  const std::string via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
+                                 local_host_port_, ";branch=", branch, ";rport");
   std::string out;
   out.reserve(1024 + call.setup().offer_body.size() + call.setup().passed.size());
   StrAppend(&out, "INVITE ", request_uri, " SIP/2.0\r\n");
-  AppendHeader(out, "Via", call.setup().b_via);
-  StrAppend(&out, call.setup().b_route_lines, "Max-Forwards: ", max_forwards, "\r\n");
+  AppendHeader(out, "Via", via);
+  if (!proxy_route.empty()) AppendHeader(out, "Route", proxy_route);
+  StrAppend(&out, "Max-Forwards: ", max_forwards, "\r\n");
   AppendHeader(out, "From", call.b.local_party);
   AppendHeader(out, "To", call.setup().b_to);
   AppendHeader(out, "Call-ID", call.b.call_id);
@@ -1386,14 +1383,8 @@ void CallEngine::CancelCall(Call& call) {
 bool CallEngine::CancelBLeg(Call& call) {
   if (call.b_invite == proto::kNoTransaction || call.b_cancel_sent) return false;
   call.b_cancel_sent = true;
-  // RFC 3261 9.1: the INVITE's Request-URI, top Via, Route, From, To and CSeq number.
-  std::string out = StrCat("CANCEL ", call.b_request_uri, " SIP/2.0\r\nVia: ", call.setup().b_via,
-                           "\r\n", call.setup().b_route_lines, "Max-Forwards: 70\r\nFrom: ",
-                           call.b.local_party, "\r\nTo: ", call.setup().b_to, "\r\nCall-ID: ",
-                           call.b.call_id, "\r\nCSeq: ", call.b_invite_cseq,
-                           " CANCEL\r\nContent-Length: 0\r\n\r\n");
   context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
-  transactions_->SendCancel(call.b_invite, std::move(out));
+  transactions_->CancelInvite(call.b_invite);
   return true;
 }
 
@@ -1496,6 +1487,14 @@ void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessag
   const Method method = request.method();
   if (from_a && call.state != Call::State::kConfirmed && call.state != Call::State::kAnswered &&
       method != Method::kBye) {
+    RespondStateless(id, request, 481, "Call/Transaction Does Not Exist", {});
+    return;
+  }
+  if (!from_a && (call.state == Call::State::kTrying ||
+                  (method == Method::kBye && call.state == Call::State::kEarly))) {
+    // No dialog with the callee before it answers with a tag; and RFC 3261 15: a callee
+    // must not send BYE before its 2xx. The INVITE still owes us a final response (or
+    // Timer C ends it).
     RespondStateless(id, request, 481, "Call/Transaction Does Not Exist", {});
     return;
   }
@@ -1687,7 +1686,25 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   if (call.state == Call::State::kEnding) return;
   const bool had_dialogs =
       call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed;
+  if (!call.a_final_sent) {
+    // Every path that ends a call answers the caller first; one that did not would leave
+    // the caller's INVITE transaction waiting forever.
+    context_.counters->internal_bugs.Inc();
+    AnswerCaller(call, 500, "Server Internal Error", {}, {}, {});
+  }
   call.state = Call::State::kEnding;
+  // RFC 3261 15.1.2: requests still waiting for the other leg's answer get 487; their
+  // server transactions would otherwise wait for the core forever.
+  for (auto& [client, relay] : call.relays) {
+    // An INVITE still in flight would wait for its final response forever: cancel it.
+    if (relay.method == Method::kInvite) transactions_->CancelInvite(client);
+    if (relay.server == proto::kNoTransaction) continue;
+    std::string out = relay.head.Start(487, "Request Terminated", {});
+    AppendBody(out, {}, {});
+    context_.counters->responses_sent[4].Inc();
+    transactions_->Respond(relay.server, 487, std::move(out));
+  }
+  call.relays = {};
   context_.timers->Cancel(&call.timer_c);
   context_.timers->Cancel(&call.target_timer);
   context_.timers->Cancel(&call.a_2xx_timer);
@@ -1726,7 +1743,7 @@ void CallEngine::ReleaseSetupState(Call& call) {
   // A confirmed call may be held for hours: keep only what its dialogs need. The hops a
   // redirected call's record lists are all final by now, so they are written out once
   // and the search itself is freed.
-  call.relays = {};
+  if (call.relays.empty()) call.relays = {};  // frees the table; pending relays stay
   ArmTimer(call, &call.b_ack_timer, call.config->timers.t1 * 64, kForgetBAck);
   if (call.in_redirect && context_.call_records != nullptr && call.setup_state != nullptr)
     call.redirect_record = RedirectRecord(*call.setup_state);

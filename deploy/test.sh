@@ -4,7 +4,7 @@
 #      peers, a real Prometheus server), benchmarks built
 #   2. ASan+UBSan build of the unit tests
 #   3. TSan build of the sharded runtime tests (cross-shard rings, shard group)
-#   4. libFuzzer (clang, ASan+UBSan) on the SIP parser for a bounded time
+#   4. libFuzzer (clang, ASan+UBSan) on the SIP parser and on the call engine, bounded time
 # Ends with one line "summary: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,29 +72,37 @@ cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DB2BUA_SANI
 cmake --build build/tsan --target runtime_tests
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_gtest build/tsan/tests/runtime_tests tsan
 
-echo "== libFuzzer on the SIP parser (${fuzz_seconds}s)"
+echo "== libFuzzer: the SIP parser, then the call engine (${fuzz_seconds}s each)"
 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DB2BUA_SANITIZE=address -DB2BUA_BUILD_FUZZ=ON -DB2BUA_BUILD_TESTS=OFF \
   -DB2BUA_BUILD_BENCH=OFF >/dev/null
-cmake --build build/fuzz --target sip_parser_fuzz
-corpus=$(mktemp -d)
-set +e
-build/fuzz/sip_parser_fuzz -max_total_time="$fuzz_seconds" -timeout=5 -rss_limit_mb=2048 \
-  -print_final_stats=1 -artifact_prefix=build/fuzz/ "$corpus" \
-  "$root/tests/data/sip" "$root/tests/data/rfc4475" "$root/tests/data/rfc5118" \
-  > build/fuzz/fuzz.log 2>&1
-fuzz_rc=$?
-set -e
-rm -rf "$corpus"
-grep -E "^(stat::number_of_executed_units|Done )" build/fuzz/fuzz.log || true
-if [ "$fuzz_rc" -eq 0 ]; then
-  echo "== fuzz: no crash"
-  passed=$((passed + 1))
-else
-  tail -40 build/fuzz/fuzz.log
-  echo "== fuzz: FAILED (exit $fuzz_rc, artifacts in build/fuzz/)"
-  failed=$((failed + 1))
-fi
+cmake --build build/fuzz --target sip_parser_fuzz call_engine_fuzz
+# run_fuzzer NAME SEED_DIR...: a fresh corpus seeded from the tree; any crash fails.
+run_fuzzer() {
+  local name=$1
+  shift
+  local corpus
+  corpus=$(mktemp -d)
+  set +e
+  "build/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="build/fuzz/$name-" "$corpus" "$@" \
+    > "build/fuzz/$name.log" 2>&1
+  local rc=$?
+  set -e
+  rm -rf "$corpus"
+  grep -E "^(stat::number_of_executed_units|Done )" "build/fuzz/$name.log" || true
+  if [ "$rc" -eq 0 ]; then
+    echo "== fuzz $name: no crash"
+    passed=$((passed + 1))
+  else
+    tail -40 "build/fuzz/$name.log"
+    echo "== fuzz $name: FAILED (exit $rc, artifacts in build/fuzz/)"
+    failed=$((failed + 1))
+  fi
+}
+run_fuzzer sip_parser_fuzz "$root/tests/data/sip" "$root/tests/data/rfc4475" \
+  "$root/tests/data/rfc5118"
+run_fuzzer call_engine_fuzz "$root/tests/data/fuzz/call_engine"
 
 echo "summary: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

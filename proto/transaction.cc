@@ -185,6 +185,15 @@ class TransactionLayer::Impl final : public TimerHandler {
     return StartClient(std::move(request), branch, method, destination, cookie, false);
   }
 
+  void CancelInvite(TransactionId invite) {
+    uint32_t index;
+    Transaction* t = Find(invite, &index);
+    if (t == nullptr || t->role != Role::kInviteClient || t->cancel_requested) return;
+    if (t->state != State::kCalling && t->state != State::kProceeding) return;
+    std::string cancel = BuildFromInvite(index, "CANCEL", nullptr);
+    if (!cancel.empty()) SendCancel(invite, std::move(cancel));
+  }
+
   void SendCancel(TransactionId invite, std::string cancel) {
     uint32_t index;
     Transaction* t = Find(invite, &index);
@@ -638,21 +647,25 @@ class TransactionLayer::Impl final : public TimerHandler {
 
   // Builds the ACK for non-2xx final `response` into the transaction's `response` slot,
   // from the INVITE it sent (17.1.1.3).
-  bool BuildAck(uint32_t index, const SipMessage& response) {
-    Transaction& t = slots_[index];
+  // The ACK for a non-2xx final (17.1.1.3) and the CANCEL (9.1) copy the INVITE's
+  // Request-URI, top Via, Route, From, Call-ID and CSeq number; the ACK takes the
+  // response's To (with its tag), the CANCEL the INVITE's. Empty when the stored INVITE
+  // does not parse (it always should: the core wrote it).
+  std::string BuildFromInvite(uint32_t index, std::string_view method,
+                              const SipMessage* response) {
+    const Transaction& t = slots_[index];
     ParseResult result = parser_.Parse(t.request, Framing::kDatagram, scratch_.get());
     const SipMessage& invite = *scratch_;
-    if (!result.ok() || !invite.is_request() || invite.top_via() == nullptr) return false;
+    if (!result.ok() || !invite.is_request() || invite.top_via() == nullptr) return {};
     const HeaderField* from = invite.FindHeader(HeaderId::kFrom);
-    const HeaderField* to = response.FindHeader(HeaderId::kTo);
+    const HeaderField* to = response != nullptr ? response->FindHeader(HeaderId::kTo) : nullptr;
     if (to == nullptr) to = invite.FindHeader(HeaderId::kTo);
-    if (from == nullptr || to == nullptr) return false;
-    // The ACK holds a subset of the INVITE's headers, plus the To tag and Max-Forwards.
-    std::string ack(t.request.size() + invite.header_count() * kHeaderRewriteSlack +
+    if (from == nullptr || to == nullptr) return {};
+    std::string out(t.request.size() + invite.header_count() * kHeaderRewriteSlack +
                         to->value.size() + 128,
                     '\0');
-    MessageWriter writer(ack.data(), ack.size());
-    writer.RequestLine("ACK", invite.request_uri().text);
+    MessageWriter writer(out.data(), out.size());
+    writer.RequestLine(method, invite.request_uri().text);
     writer.Header("Via", invite.top_via()->text);
     for (size_t i = 0; i < invite.header_count(); ++i) {
       const HeaderField& h = invite.headers()[i];
@@ -664,13 +677,22 @@ class TransactionLayer::Impl final : public TimerHandler {
     writer.Header("Call-ID", invite.call_id());
     writer.Append("CSeq: ");
     writer.AppendNumber(invite.cseq().number);
-    writer.Append(" ACK\r\n");
+    writer.Append(" ");
+    writer.Append(method);
+    writer.Append("\r\n");
     writer.Body({});
-    if (writer.overflowed()) return false;
-    ack.resize(writer.size());
-    t.response = std::move(ack);
+    if (writer.overflowed()) return {};
+    out.resize(writer.size());
+    return out;
+  }
+
+  bool BuildAck(uint32_t index, const SipMessage& response) {
+    std::string ack = BuildFromInvite(index, "ACK", &response);
+    if (ack.empty()) return false;
+    slots_[index].response = std::move(ack);
     return true;
   }
+
 
   void OnNonInviteResponse(uint32_t index, const SipMessage& response) {
     Transaction& t = slots_[index];
@@ -865,6 +887,8 @@ TransactionId TransactionLayer::SendRequest(std::string request, std::string_vie
                                             uint64_t cookie) {
   return impl_->SendRequest(std::move(request), branch, method, destination, cookie);
 }
+
+void TransactionLayer::CancelInvite(TransactionId invite) { impl_->CancelInvite(invite); }
 
 void TransactionLayer::SendCancel(TransactionId invite, std::string cancel) {
   impl_->SendCancel(invite, std::move(cancel));

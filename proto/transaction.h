@@ -114,6 +114,10 @@ class TransactionLayer {
   /// first call per INVITE counts. Once the CANCEL is sent, an INVITE still without a
   /// final response 64*T1 later ends with OnClientFailure(kTimeout) (RFC 3261 9.1).
   void SendCancel(TransactionId invite, std::string cancel);
+  /// Owning shard only. SendCancel with the CANCEL built from the stored INVITE (RFC 3261
+  /// 9.1: its Request-URI, top Via, Route, From, To, Call-ID and CSeq number). Does nothing
+  /// for a stale id or an INVITE that already has its final response.
+  void CancelInvite(TransactionId invite);
 
   /// Owning shard only. Sends a response on server transaction `id` (complete bytes).
   /// Returns false when `id` is stale, names a client transaction, already sent a final

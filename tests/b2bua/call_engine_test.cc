@@ -510,6 +510,9 @@ class CallEngineTest : public ::testing::Test {
   CallEngineTest()
       : wheel_(clock_), sink_(clock_), counters_(std::make_unique<ShardCounters>()) {}
 
+  // No scenario may reach a path the engine counts as its own bug.
+  void TearDown() override { EXPECT_EQ(counters_->internal_bugs.Get(), 0u); }
+
   /// Builds the engine and its transaction layer from `yaml` (the config file text).
   void Start(std::string_view yaml = {}, uint32_t shard_index = 0, uint32_t shard_count = 1) {
     absl::StatusOr<std::shared_ptr<const Config>> parsed = ParseConfig(yaml, "test.yaml");
@@ -853,6 +856,33 @@ TEST_F(CallEngineTest, CalleeStill2xxRetransmittingAfter64T1IsAckedAgainNotHungU
   EXPECT_THAT(RequestsTo(out, 5070, Method::kBye), IsEmpty());
   EXPECT_THAT(ResponsesTo(out, kCallerPort), IsEmpty());
   EXPECT_EQ(engine_->active_calls(), 1u);
+}
+
+// RFC 3261 15: a callee must not send BYE before its 2xx. One that does gets 481; the
+// caller's INVITE still gets its final answer, so no transaction waits forever.
+TEST_F(CallEngineTest, CalleeByeBeforeAnsweringGets481AndTheCallGoesOn) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> b = Invite(caller);
+  ASSERT_TRUE(b);
+  Deliver(bob.Answer(*b, 180, "Ringing"), bob.peer());
+  TakeSent();
+  Deliver(bob.Bye(*b), bob.peer());
+  std::vector<Sent> out = TakeSent();
+  std::vector<Sent> to_bob = ResponsesTo(out, 5070);
+  ASSERT_EQ(to_bob.size(), 1u);
+  EXPECT_EQ(to_bob[0].status(), 481);
+  EXPECT_THAT(ResponsesTo(out, kCallerPort), IsEmpty());
+  EXPECT_EQ(engine_->active_calls(), 1u);
+
+  Deliver(bob.Answer(*b, 486, "Busy Here"), bob.peer());
+  std::vector<Sent> to_caller = ResponsesTo(TakeSent(), kCallerPort);
+  ASSERT_EQ(to_caller.size(), 1u);
+  EXPECT_EQ(to_caller[0].status(), 486);
+  EXPECT_EQ(engine_->active_calls(), 0u);
+  Advance(40s);
+  EXPECT_EQ(layer_->size(), 0u) << "no transaction left waiting";
 }
 
 TEST_F(CallEngineTest, CalleeByeIsRelayedToCallerInTheCallersDialog) {
@@ -1732,6 +1762,37 @@ TEST_F(CallEngineEdgeTest, CallerLeg2xxRetransmissionsGoWhereTheFirst2xxWent) {
 // ---------------------------------------------------------------------------------------
 // In-dialog requests.
 
+// A re-INVITE the callee is still ringing on when the call ends is cancelled (an INVITE
+// client transaction in Proceeding has no timer of its own) and the caller's gets 487.
+TEST_F(CallEngineTest, ReInviteInFlightWhenTheCallEndsIsCancelled) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> b = EstablishCall(caller, bob);
+  ASSERT_TRUE(b);
+  Deliver(caller.InDialog("INVITE", kOfferSdp), caller.peer());
+  const uint32_t reinvite_cseq = caller.last_cseq;
+  std::vector<Sent> reinvites = RequestsTo(TakeSent(), 5070, Method::kInvite);
+  ASSERT_EQ(reinvites.size(), 1u);
+  Deliver(bob.Answer(reinvites[0], 100, "Trying"), bob.peer());
+  TakeSent();
+
+  Deliver(bob.Bye(*b), bob.peer());
+  std::vector<Sent> out = TakeSent();
+  std::vector<Sent> cancels = RequestsTo(out, 5070, Method::kCancel);
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0].cseq(), reinvites[0].cseq());
+  EXPECT_EQ(cancels[0].branch(), reinvites[0].branch());
+  EXPECT_EQ(cancels[0].to_tag(), bob.tag);
+  std::vector<Sent> to_caller = ResponsesTo(out, kCallerPort);
+  ASSERT_FALSE(to_caller.empty());
+  EXPECT_EQ(to_caller[0].status(), 487);
+  EXPECT_EQ(to_caller[0].cseq(), reinvite_cseq);
+  EXPECT_EQ(engine_->active_calls(), 0u);
+  Advance(70s);  // the callee never answers the CANCEL nor the re-INVITE: 64*T1 gives up
+  EXPECT_EQ(layer_->size(), 0u) << "no transaction left waiting";
+}
+
 TEST_F(CallEngineTest, ReInviteFromCallerIsRelayedAndAckedEndToEnd) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
@@ -1853,6 +1914,29 @@ TEST_F(CallEngineTest, InfoIsRelayedBothWays) {
   ASSERT_EQ(to_bob.size(), 1u);
   EXPECT_EQ(to_bob[0].status(), 200);
   EXPECT_EQ(to_bob[0].cseq(), bob.last_cseq);
+}
+
+// RFC 3261 15.1.2: when the call ends, a request still waiting for the other leg's
+// answer gets 487, so its server transaction does not wait forever.
+TEST_F(CallEngineTest, RequestStillRelayedWhenTheCallEndsGets487) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> b = EstablishCall(caller, bob);
+  ASSERT_TRUE(b);
+  Deliver(bob.InDialog(*b, "INFO"), bob.peer());
+  const uint32_t info_cseq = bob.last_cseq;
+  ASSERT_EQ(RequestsTo(TakeSent(), kCallerPort, Method::kInfo).size(), 1u);
+  // The caller never answers the INFO and hangs up.
+  Deliver(caller.Bye(), caller.peer());
+  std::vector<Sent> to_bob = ResponsesTo(TakeSent(), 5070);
+  ASSERT_EQ(to_bob.size(), 1u);
+  EXPECT_EQ(to_bob[0].status(), 487);
+  EXPECT_EQ(to_bob[0].cseq(), info_cseq);
+  EXPECT_EQ(to_bob[0].cseq_method(), "INFO");
+  EXPECT_EQ(engine_->active_calls(), 0u);
+  Advance(40s);
+  EXPECT_EQ(layer_->size(), 0u) << "no transaction left waiting";
 }
 
 // The caller may send in-dialog requests as soon as it has the 2xx; its ACK still carries

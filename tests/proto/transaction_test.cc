@@ -1220,6 +1220,21 @@ TEST_F(TransactionLayerTest, SendCancelAfterAProvisionalGoesAtOnceAndIsRetransmi
   EXPECT_EQ(layer_->counters().client_created, 2u);
 }
 
+TEST_F(TransactionLayerTest, CancelInviteBuildsTheCancelFromTheStoredInvite) {
+  const std::string invite = ClientRequest("INVITE");
+  TransactionId id = SendInvite(kCallee);
+  layer_->CancelInvite(id);
+  EXPECT_EQ(sink_.sent.size(), 1u) << "held until a provisional (RFC 3261 9.1)";
+  Deliver(ResponseTo(invite, 180, "Ringing", kFarTag), kCallee);
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  // Request-URI, the one Via, Route, From, To, Call-ID and CSeq number of the INVITE.
+  EXPECT_EQ(sink_.sent[1].bytes, ClientRequest("CANCEL"));
+  Deliver(ResponseTo(invite, 487, "Request Terminated", kFarTag), kCallee);
+  const size_t sent = sink_.sent.size();
+  layer_->CancelInvite(id);
+  EXPECT_EQ(sink_.sent.size(), sent) << "nothing left to cancel after the final response";
+}
+
 TEST_F(TransactionLayerTest, SendCancelAfterFinalIsDropped) {
   const std::string invite = ClientRequest("INVITE");
   TransactionId id = SendInvite(kCallee);
