@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,8 @@
 #include "b2bua/config.h"
 #include "b2bua/shard_counters.h"
 #include "proto/clock.h"
+#include "proto/dns_resolver.h"
+#include "proto/net_address.h"
 #include "proto/sip_message.h"
 #include "proto/sip_parser.h"
 #include "proto/sip_validate.h"
@@ -57,6 +60,8 @@ routes:
   - prefix: "7"
     action: redirect
     contacts: ["<sip:7@127.0.0.1:5071>;q=0.5"]
+  - prefix: "8"
+    next_hops: ["sip:trunk.example.net", "sip:127.0.0.1:5071"]
 )yaml";
 
 constexpr uint16_t kCallerPort = 5061;
@@ -115,6 +120,57 @@ std::string WithBody(std::string head, const std::string& body) {
   return head;
 }
 
+// Host names resolve when the script says so, to what it says: answers arrive late, in
+// any order, or never, as from a real DNS server.
+class ScriptedResolver final : public b2bua::TargetResolver {
+ public:
+  void Resolve(std::string_view host, uint16_t port,
+               std::optional<b2bua::proto::TransportKind> transport, bool sips,
+               b2bua::proto::ResolveCallback callback) override {
+    if (pending_.size() == 8) pending_.pop_front();  // dropped: never answered
+    pending_.push_back(std::move(callback));
+  }
+
+  void AnswerOne(FuzzedDataProvider& in) {
+    if (pending_.empty()) return;
+    const size_t index = in.ConsumeIntegralInRange<size_t>(0, pending_.size() - 1);
+    b2bua::proto::ResolveCallback callback = std::move(pending_[index]);
+    pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(index));
+    b2bua::proto::ResolvedTargets result;
+    result.status = static_cast<b2bua::proto::ResolveStatus>(in.ConsumeIntegralInRange<int>(0, 3));
+    if (result.status == b2bua::proto::ResolveStatus::kOk) {
+      static constexpr std::string_view kAddresses[] = {"127.0.0.1:5070", "127.0.0.1:5071",
+                                                        "127.0.0.1:5072", "127.0.0.1:5060",
+                                                        "192.0.2.1:5060"};
+      const int count = in.ConsumeIntegralInRange<int>(1, 3);
+      for (int i = 0; i < count; ++i) {
+        b2bua::proto::ResolvedTarget target;
+        b2bua::proto::NetAddress::ParseIpPort(
+            kAddresses[in.ConsumeIntegralInRange<size_t>(0, std::size(kAddresses) - 1)],
+            &target.address);
+        target.transport = in.ConsumeBool() ? b2bua::proto::TransportKind::kUdp
+                                            : b2bua::proto::TransportKind::kTcp;
+        result.targets.push_back(target);
+      }
+    }
+    callback(result);
+  }
+
+  // What a resolver owes at shutdown: every pending answer, as a timeout.
+  void TimeOutAll() {
+    while (!pending_.empty()) {
+      b2bua::proto::ResolveCallback callback = std::move(pending_.front());
+      pending_.pop_front();
+      b2bua::proto::ResolvedTargets result;
+      result.status = b2bua::proto::ResolveStatus::kTimeout;
+      callback(result);
+    }
+  }
+
+ private:
+  std::deque<b2bua::proto::ResolveCallback> pending_;
+};
+
 class World {
  public:
   explicit World(std::shared_ptr<const b2bua::Config> config) {
@@ -123,6 +179,7 @@ class World {
     context.timers = &wheel_;
     context.sink = &sink_;
     context.counters = &counters_;
+    context.resolver = &resolver_;
     b2bua::proto::NetAddress::ParseIp("127.0.0.1", 5060, &context.local_address);
     engine_ = std::make_unique<CallEngine>(context, std::move(config));
     layer_ = std::make_unique<b2bua::proto::TransactionLayer>(
@@ -137,7 +194,7 @@ class World {
 
   void Run(FuzzedDataProvider& in) {
     for (int step = 0; step < 64 && in.remaining_bytes() > 0; ++step) {
-      switch (in.ConsumeIntegralInRange<int>(0, 9)) {
+      switch (in.ConsumeIntegralInRange<int>(0, 10)) {
         case 0: CallerInvite(in); break;
         case 1: CallerInDialog(in, "ACK"); break;
         case 2: CallerInDialog(in, "BYE"); break;
@@ -152,6 +209,7 @@ class World {
           Advance(std::chrono::milliseconds(ms));
           break;
         }
+        case 9: resolver_.AnswerOne(in); break;
         default: {
           const uint16_t port = in.ConsumeBool() ? kCallerPort : kCalleePorts[0];
           Deliver(in.ConsumeRandomLengthString(2048), port);
@@ -163,6 +221,8 @@ class World {
 
   // Time runs past Timer C, the maximum duration and every transaction timer.
   void Settle() {
+    // A real resolver answers every query within its timeout.
+    resolver_.TimeOutAll();
     for (int second = 0; second < 200; ++second) {
       Advance(1s);
       if (kTrace && second % 10 == 0)
@@ -240,7 +300,7 @@ class World {
       Deliver(call.invite, kCallerPort);  // a retransmission, or a re-INVITE's repeat
       return;
     }
-    static constexpr std::string_view kUsers[] = {"1000", "9000", "7000", "", "%41b"};
+    static constexpr std::string_view kUsers[] = {"1000", "9000", "7000", "8000", "", "%41b"};
     const std::string user(kUsers[in.ConsumeIntegralInRange<size_t>(0, std::size(kUsers) - 1)]);
     if (!call.started || in.ConsumeBool()) {
       call = CallerCall{};
@@ -317,7 +377,8 @@ class World {
       static constexpr std::string_view kContacts[] = {
           "<sip:t1@127.0.0.1:5071>;q=0.5", "<sip:t2@127.0.0.1:5072>", "<sip:self@127.0.0.1:5060>",
           "<sip:back@127.0.0.1:5070>;q=1", "<tel:+15551234>", "<sip:x@192.0.2.1>;q=0",
-          "<sip:name.invalid>", "<sip:t1@127.0.0.1:5071;transport=tcp>;q=0.9;expires=60"};
+          "<sip:name.invalid>", "<sip:t1@127.0.0.1:5071;transport=tcp>;q=0.9;expires=60",
+          "<sip:t3@callee.example.net>;q=0.7"};
       const int count = in.ConsumeIntegralInRange<int>(0, 4);
       for (int i = 0; i < count; ++i)
         head += "Contact: " +
@@ -365,6 +426,7 @@ class World {
   b2bua::proto::FakeClock clock_;
   b2bua::proto::TimerWheel wheel_{clock_, 10ms};
   Sink sink_;
+  ScriptedResolver resolver_;
   ShardCounters counters_;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<b2bua::proto::TransactionLayer> layer_;
