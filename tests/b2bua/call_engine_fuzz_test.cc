@@ -20,6 +20,7 @@
 
 #include "b2bua/call_engine.h"
 #include "b2bua/config.h"
+#include "b2bua/log.h"
 #include "b2bua/shard_counters.h"
 #include "proto/clock.h"
 #include "proto/dns_resolver.h"
@@ -441,6 +442,8 @@ class World {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const auto* config = [] {
+    // Failed calls are the norm here; logging each would only slow the search.
+    if (!kTrace) b2bua::SetLogLevel(b2bua::LogLevel::kError);
     auto parsed = b2bua::ParseConfig(kConfig, "fuzz.yaml");
     if (!parsed.ok()) __builtin_trap();
     return new std::shared_ptr<const b2bua::Config>(*parsed);
