@@ -4,7 +4,8 @@
 #      peers, a real Prometheus server), benchmarks built
 #   2. ASan+UBSan build of the unit tests
 #   3. TSan build of the sharded runtime tests (cross-shard rings, shard group)
-#   4. libFuzzer (clang, ASan+UBSan) on the SIP parser and on the call engine, bounded time
+#   4. libFuzzer (clang, ASan+UBSan) on the SIP parser, the call engine and the config
+#      parser, bounded time
 # Ends with one line "summary: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,19 +73,19 @@ cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DB2BUA_SANI
 cmake --build build/tsan --target runtime_tests
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_gtest build/tsan/tests/runtime_tests tsan
 
-echo "== libFuzzer: the SIP parser, then the call engine (${fuzz_seconds}s each)"
+echo "== libFuzzer: the SIP parser and the call engine (${fuzz_seconds}s each), the config"
 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DB2BUA_SANITIZE=address -DB2BUA_BUILD_FUZZ=ON -DB2BUA_BUILD_TESTS=OFF \
   -DB2BUA_BUILD_BENCH=OFF >/dev/null
-cmake --build build/fuzz --target sip_parser_fuzz call_engine_fuzz
-# run_fuzzer NAME SEED_DIR...: a fresh corpus seeded from the tree; any crash fails.
+cmake --build build/fuzz --target sip_parser_fuzz call_engine_fuzz config_fuzz
+# run_fuzzer NAME SECONDS SEED_DIR...: a fresh corpus seeded from the tree; any crash fails.
 run_fuzzer() {
-  local name=$1
-  shift
+  local name=$1 seconds=$2
+  shift 2
   local corpus
   corpus=$(mktemp -d)
   set +e
-  "build/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+  "build/fuzz/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="build/fuzz/$name-" "$corpus" "$@" \
     > "build/fuzz/$name.log" 2>&1
   local rc=$?
@@ -100,9 +101,10 @@ run_fuzzer() {
     failed=$((failed + 1))
   fi
 }
-run_fuzzer sip_parser_fuzz "$root/tests/data/sip" "$root/tests/data/rfc4475" \
-  "$root/tests/data/rfc5118"
-run_fuzzer call_engine_fuzz "$root/tests/data/fuzz/call_engine"
+run_fuzzer sip_parser_fuzz "$fuzz_seconds" "$root/tests/data/sip" \
+  "$root/tests/data/rfc4475" "$root/tests/data/rfc5118"
+run_fuzzer call_engine_fuzz "$fuzz_seconds" "$root/tests/data/fuzz/call_engine"
+run_fuzzer config_fuzz $(( (fuzz_seconds + 1) / 2 )) "$root/tests/data/fuzz/config"
 
 echo "summary: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
