@@ -1,6 +1,7 @@
 #include "proto/sip_message.h"
 
 #include <array>
+#include <cstring>
 
 #include "proto/sip_chars.h"
 
@@ -57,27 +58,72 @@ constexpr HeaderNameEntry kHeaderNames[] = {
 };
 
 constexpr size_t kMaxNameLength = 20;
-constexpr size_t kBucketDepth = 3;
+constexpr size_t kFoldedBytes = 24;  // kMaxNameLength rounded up to whole 8-byte words
+constexpr size_t kHashSlots = 128;
 
-// Buckets by (length, lowercase first letter) so a lookup compares at most a few names.
+// A long name as two byte strings compared a word at a time: `lower` is the name in lower
+// case and `fold` has 0x20 where a letter may differ in case. (in ^ lower) & ~fold == 0 then
+// accepts exactly the spellings EqualsIgnoreCase accepts, with no per-byte loop.
+struct FoldedName {
+  std::array<char, kFoldedBytes> lower{};
+  std::array<char, kFoldedBytes> fold{};
+};
+
+// Header names hash perfectly on (length, first, middle and last letter); BuildIndex()
+// refuses to compile if a new name collides.
+constexpr size_t NameHash(size_t n, char first, char middle, char last) {
+  auto lower = [](char c) { return static_cast<size_t>(static_cast<uint8_t>(c) | 0x20); };
+  return (n + 2 * lower(first) + lower(last) + 15 * lower(middle)) & (kHashSlots - 1);
+}
+
 struct HeaderNameIndex {
-  std::array<std::array<std::array<uint8_t, kBucketDepth>, 26>, kMaxNameLength + 1> long_names{};
+  std::array<uint8_t, kHashSlots> slots{};  // index into kHeaderNames plus one, 0 when empty
+  std::array<FoldedName, std::size(kHeaderNames)> folded{};
   std::array<HeaderId, 26> compact{};
+  bool collision = false;
 };
 
 constexpr HeaderNameIndex BuildIndex() {
   HeaderNameIndex index{};
   for (size_t i = 0; i < std::size(kHeaderNames); ++i) {
     const auto& e = kHeaderNames[i];
-    auto& bucket = index.long_names[e.name.size()][ToLowerAscii(e.name[0]) - 'a'];
-    size_t slot = 0;
-    while (bucket[slot] != 0) ++slot;  // overflows the array at compile time if too deep
-    bucket[slot] = static_cast<uint8_t>(i + 1);
+    size_t n = e.name.size();
+    size_t h = NameHash(n, e.name[0], e.name[n / 2], e.name[n - 1]);
+    if (index.slots[h] != 0 || n > kMaxNameLength) index.collision = true;
+    index.slots[h] = static_cast<uint8_t>(i + 1);
+    for (size_t k = 0; k < n; ++k) {
+      char c = e.name[k];
+      bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      index.folded[i].lower[k] = ToLowerAscii(c);
+      index.folded[i].fold[k] = letter ? 0x20 : 0;
+    }
     if (e.compact) index.compact[e.compact - 'a'] = e.id;
   }
   return index;
 }
 constexpr HeaderNameIndex kIndex = BuildIndex();
+static_assert(!kIndex.collision, "header names collide in NameHash(): change its constants");
+
+template <typename Word>
+bool WordMatches(const char* in, const FoldedName& f, size_t at) {
+  Word a, lower, fold;
+  std::memcpy(&a, in + at, sizeof(Word));
+  std::memcpy(&lower, f.lower.data() + at, sizeof(Word));
+  std::memcpy(&fold, f.fold.data() + at, sizeof(Word));
+  return ((a ^ lower) & ~fold) == 0;
+}
+
+// Compares the n >= 2 bytes at `in` with a folded name of the same length. The last word
+// overlaps the previous one instead of reading past `in + n`.
+bool MatchesFolded(const char* in, size_t n, const FoldedName& f) {
+  if (n >= 8) {
+    for (size_t k = 0; k + 8 < n; k += 8)
+      if (!WordMatches<uint64_t>(in, f, k)) return false;
+    return WordMatches<uint64_t>(in, f, n - 8);
+  }
+  if (n >= 4) return WordMatches<uint32_t>(in, f, 0) && WordMatches<uint32_t>(in, f, n - 4);
+  return WordMatches<uint16_t>(in, f, 0) && WordMatches<uint16_t>(in, f, n - 2);
+}
 
 struct MethodEntry {
   std::string_view name;
@@ -94,18 +140,19 @@ constexpr MethodEntry kMethods[] = {
 }  // namespace
 
 HeaderId LookupHeaderId(std::string_view name) {
-  if (name.empty()) return HeaderId::kOther;
-  char first = ToLowerAscii(name[0]);
-  if (first < 'a' || first > 'z') return HeaderId::kOther;
-  if (name.size() == 1) return kIndex.compact[first - 'a'];
-  if (name.size() > kMaxNameLength) return HeaderId::kOther;
-  for (uint8_t slot : kIndex.long_names[name.size()][first - 'a']) {
-    if (slot == 0) break;
-    const auto& e = kHeaderNames[slot - 1];
-    // Most peers spell names canonically: an exact compare settles those.
-    if (e.name == name || EqualsIgnoreCase(e.name, name)) return e.id;
+  const size_t n = name.size();
+  if (n == 0) return HeaderId::kOther;
+  if (n == 1) {
+    char first = ToLowerAscii(name[0]);
+    return first >= 'a' && first <= 'z' ? kIndex.compact[first - 'a'] : HeaderId::kOther;
   }
-  return HeaderId::kOther;
+  if (n > kMaxNameLength) return HeaderId::kOther;
+  uint8_t slot = kIndex.slots[NameHash(n, name[0], name[n / 2], name[n - 1])];
+  if (slot == 0) return HeaderId::kOther;
+  const auto& e = kHeaderNames[slot - 1];
+  if (e.name.size() != n || !MatchesFolded(name.data(), n, kIndex.folded[slot - 1]))
+    return HeaderId::kOther;
+  return e.id;
 }
 
 std::string_view HeaderName(HeaderId id) {
@@ -134,9 +181,9 @@ void SipMessage::Clear() {
   content_type_ = {};
   body_ = {};
   raw_ = {};
-  request_uri_ = SipUri{};
-  from_ = NameAddr{};
-  to_ = NameAddr{};
+  request_uri_ = kEmptySipUri;
+  from_ = kEmptyNameAddr;
+  to_ = kEmptyNameAddr;
   cseq_ = CSeq{};
   content_length_ = -1;
   expires_ = -1;

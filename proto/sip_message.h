@@ -130,6 +130,11 @@ struct Via {
   bool has_rport = false;          // ";rport" with or without value (RFC 3581)
 };
 
+/// Defaults to reset from; see kEmptySipUri for why not `= NameAddr{}`.
+inline constexpr NameAddr kEmptyNameAddr{};
+inline constexpr Contact kEmptyContact{};
+inline constexpr Via kEmptyVia{};
+
 struct CSeq {
   uint32_t number = 0;
   std::string_view method_text;

@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "proto/sip_chars.h"
 
 namespace b2bua::proto {
@@ -104,7 +108,7 @@ bool IsDisplayNameChar(char c) { return IsToken(c) || IsLws(c); }
 
 // Parses name-addr or addr-spec with its header parameters. `value` is LWS-trimmed.
 Defect ParseNameAddr(std::string_view value, NameAddr* out, std::string_view* params_out) {
-  *out = NameAddr{};
+  *out = kEmptyNameAddr;
   out->text = value;
   size_t i = 0;
   size_t uri_begin, uri_end, after_uri;
@@ -163,25 +167,29 @@ Defect ParseFromTo(std::string_view value, NameAddr* out) {
   return ok ? Defect::kNone : Defect::kBadHeaderValue;
 }
 
+bool OnContactParam(Contact* out, std::string_view name, std::string_view v) {
+  if (EqualsLowerLetters(name, "q")) {
+    if (!ParseQValue(v, &out->q_millis)) {
+      out->q_millis = -1;
+      out->defect = ContactDefect::kBadQValue;
+    }
+  } else if (EqualsLowerLetters(name, "expires")) {
+    uint64_t seconds;
+    if (ParseDecimal(v, kMaxUint32, &seconds)) out->expires = static_cast<int64_t>(seconds);
+    else if (out->defect == ContactDefect::kNone) out->defect = ContactDefect::kBadExpires;
+  } else if (EqualsLowerLetters(name, "tag")) {
+    out->address.tag = v;
+  }
+  return true;
+}
+
 Defect ParseContact(std::string_view value, Contact* out) {
-  *out = Contact{};
+  *out = kEmptyContact;
   std::string_view params;
   Defect d = ParseNameAddr(value, &out->address, &params);
   if (d != Defect::kNone) return d;
   bool ok = ParseParamList(params, 0, [&](std::string_view name, std::string_view v) {
-    if (EqualsIgnoreCase(name, "q")) {
-      if (!ParseQValue(v, &out->q_millis)) {
-        out->q_millis = -1;
-        out->defect = ContactDefect::kBadQValue;
-      }
-    } else if (EqualsIgnoreCase(name, "expires")) {
-      uint64_t seconds;
-      if (ParseDecimal(v, kMaxUint32, &seconds)) out->expires = static_cast<int64_t>(seconds);
-      else if (out->defect == ContactDefect::kNone) out->defect = ContactDefect::kBadExpires;
-    } else if (EqualsIgnoreCase(name, "tag")) {
-      out->address.tag = v;
-    }
-    return true;
+    return OnContactParam(out, name, v);
   });
   return ok ? Defect::kNone : Defect::kBadHeaderValue;
 }
@@ -195,9 +203,37 @@ Defect ParseRoute(std::string_view value, NameAddr* out) {
              : Defect::kBadHeaderValue;
 }
 
+bool OnViaParam(Via* out, std::string_view name, std::string_view value) {
+  if (EqualsLowerLetters(name, "branch")) {
+    if (value.empty()) return false;
+    out->branch = value;
+  } else if (EqualsLowerLetters(name, "received")) {
+    if (value.size() > 2 && value.front() == '[' && value.back() == ']')
+      value = value.substr(1, value.size() - 2);
+    // A host-name run over the whole value settles it without a search for ':' (IPv6).
+    const char* end = value.data() + value.size();
+    const char* run_end;
+    HostKind kind = ScanHost(value.data(), end, end, &run_end);
+    if (run_end != end) kind = ClassifyHost(value, value.find(':') != std::string_view::npos);
+    if (kind == HostKind::kNone) return false;
+    out->received = value;
+  } else if (EqualsLowerLetters(name, "rport")) {
+    out->has_rport = true;
+    if (!value.empty() && !ParsePort(value, &out->rport)) return false;
+  } else if (EqualsLowerLetters(name, "maddr")) {
+    if (value.empty()) return false;
+    out->maddr = value;
+  } else if (EqualsLowerLetters(name, "ttl")) {
+    uint64_t ttl;
+    if (!ParseDecimal(value, 255, &ttl)) return false;
+    out->ttl = static_cast<int16_t>(ttl);
+  }
+  return true;
+}
+
 // via-parm = sent-protocol LWS sent-by *( SEMI via-params ), with SWS around '/' and ':'.
 Defect ParseVia(std::string_view v, Via* out) {
-  *out = Via{};
+  *out = kEmptyVia;
   out->text = v;
   size_t i = 0;
   std::string_view* parts[3] = {&out->protocol_name, &out->protocol_version, &out->transport};
@@ -237,29 +273,173 @@ Defect ParseVia(std::string_view v, Via* out) {
   size_t params_begin = SkipLws(v, j);
   out->params = v.substr(params_begin);
   bool ok = ParseParamList(v, params_begin, [&](std::string_view name, std::string_view value) {
-    if (EqualsIgnoreCase(name, "branch")) {
-      if (value.empty()) return false;
-      out->branch = value;
-    } else if (EqualsIgnoreCase(name, "received")) {
-      if (value.size() > 2 && value.front() == '[' && value.back() == ']')
-        value = value.substr(1, value.size() - 2);
-      if (ClassifyHost(value, value.find(':') != std::string_view::npos) == HostKind::kNone)
-        return false;
-      out->received = value;
-    } else if (EqualsIgnoreCase(name, "rport")) {
-      out->has_rport = true;
-      if (!value.empty() && !ParsePort(value, &out->rport)) return false;
-    } else if (EqualsIgnoreCase(name, "maddr")) {
-      if (value.empty()) return false;
-      out->maddr = value;
-    } else if (EqualsIgnoreCase(name, "ttl")) {
-      uint64_t ttl;
-      if (!ParseDecimal(value, 255, &ttl)) return false;
-      out->ttl = static_cast<int16_t>(ttl);
+    return OnViaParam(out, name, value);
+  });
+  return ok ? Defect::kNone : Defect::kBadHeaderValue;
+}
+
+// ---------------------------------------------------------------------------------------
+// One-pass fast paths. Each walks a list item once, straight from the header value, and
+// either fills its output exactly as the split-then-parse functions above would, or returns
+// nullptr; the caller then runs those functions, which alone decide every defect. So a fast
+// path may refuse anything unusual (quoted parameter values, IPv6, escapes, passwords) but
+// must never accept what the exact path rejects, nor accept it differently.
+//
+// An item ends at ',' or at the end of the value; the returned pointer is its end with
+// trailing LWS left out, as ForEachListItem() trims it. No fast path takes ',' inside an
+// item, nor '"', '<' or '>' except as balanced display-name quotes and URI brackets, so its
+// items are the ones ForEachListItem() would cut.
+
+const char* SkipLws(const char* p, const char* e) {
+  // Every LWS byte is <= ' ': most calls end on the first compare, without a table load.
+  while (p < e && static_cast<uint8_t>(*p) <= ' ' && IsLws(*p)) ++p;
+  return p;
+}
+
+// ParseParamList() over an item that stops at ',' or `e`, without quoted values.
+template <typename Fn>
+const char* ParseParamsPrefix(const char* p, const char* e, Fn&& fn) {
+  for (;;) {
+    const char* q = SkipLws(p, e);
+    if (q == e || *q == ',') return p;
+    if (*q != ';') return nullptr;
+    q = SkipLws(q + 1, e);
+    const char* name = q;
+    q = SkipClass(q, e, kToken);
+    if (q == name) return nullptr;
+    std::string_view name_view(name, static_cast<size_t>(q - name));
+    std::string_view value;
+    p = q;
+    const char* j = SkipLws(q, e);
+    if (j < e && *j == '=') {
+      j = SkipLws(j + 1, e);
+      const char* value_begin = j;
+      j = SkipClass(j, e, kParamValue);
+      if (j == value_begin) return nullptr;  // also a quoted value: the exact path reads it
+      value = {value_begin, static_cast<size_t>(j - value_begin)};
+      p = j;
+    }
+    if (!fn(name_view, value)) return nullptr;
+  }
+}
+
+// `params` runs from the first parameter to the item's end; empty, it sits at the end, as
+// value.substr(value.size()) does in the exact path.
+std::string_view ParamsView(const char* params_begin, const char* item_end) {
+  if (params_begin > item_end) params_begin = item_end;
+  return {params_begin, static_cast<size_t>(item_end - params_begin)};
+}
+
+// "SIP/2.0/" transport LWS host [":" port] params: every Via a real peer sends.
+const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via* out) {
+  if (e - p < 9 || std::memcmp(p, "SIP/2.0/", 8) != 0) return nullptr;
+  *out = kEmptyVia;
+  const char* begin = p;
+  out->protocol_name = {p, 3};
+  out->protocol_version = {p + 4, 3};
+  p += 8;
+  const char* transport = p;
+  p = SkipClass(p, e, kToken);
+  if (p == transport) return nullptr;
+  out->transport = {transport, static_cast<size_t>(p - transport)};
+  const char* host = SkipLws(p, e);
+  if (host == p) return nullptr;
+  out->host_kind = ScanHost(host, e, limit, &p);
+  // ParseVia() takes a host up to the first non-token byte ('!' and '%' excluded): a
+  // longer run than ScanHost() took means a host the exact path must judge.
+  if (out->host_kind == HostKind::kNone || (p < e && IsToken(*p))) return nullptr;
+  out->host = {host, static_cast<size_t>(p - host)};
+  const char* item_end = p;
+  const char* j = SkipLws(p, e);
+  if (j < e && *j == ':') {
+    j = SkipLws(j + 1, e);
+    const char* digits = j;
+    while (j < e && IsDigit(*j)) ++j;
+    if (!ParsePort({digits, static_cast<size_t>(j - digits)}, &out->port)) return nullptr;
+    item_end = j;
+  }
+  const char* params = SkipLws(j, e);
+  item_end = ParseParamsPrefix(item_end, e, [out](std::string_view name, std::string_view value) {
+    return OnViaParam(out, name, value);
+  });
+  if (item_end == nullptr) return nullptr;
+  out->text = {begin, static_cast<size_t>(item_end - begin)};
+  out->params = ParamsView(params, item_end);
+  return item_end;
+}
+
+// name-addr or addr-spec with header parameters, as ParseNameAddr() plus ParseParamList().
+template <typename Fn>
+const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit, NameAddr* out,
+                                Fn&& on_param) {
+  // Every member but `uri`, which ParseUriPrefix() resets before it can succeed.
+  static_assert(sizeof(NameAddr) == 4 * sizeof(std::string_view) + sizeof(SipUri) + 8,
+                "a new NameAddr member must be reset here");
+  out->text = {};
+  out->display_name = {};
+  out->params = {};
+  out->tag = {};
+  out->angle_brackets = false;
+  out->quoted_display_name = false;
+  const char* begin = p;
+  const char* after_uri;
+  const char* q = p;
+  if (q < e && *q == '"') {
+    for (++q; q < e && *q != '"'; ++q)
+      if (*q == '\\') return nullptr;
+    if (q == e) return nullptr;
+    out->display_name = {p + 1, static_cast<size_t>(q - p - 1)};
+    out->quoted_display_name = true;
+    q = SkipLws(q + 1, e);
+    if (q == e || *q != '<') return nullptr;
+  } else {
+    while (q < e && IsDisplayNameChar(*q)) ++q;
+    if (q < e && *q == '<') out->display_name = TrimLws({p, static_cast<size_t>(q - p)});
+  }
+  if (q < e && *q == '<') {
+    out->angle_brackets = true;
+    const char* uri_end = ParseUriPrefix(q + 1, e, limit, UriEnd::kAngle, &out->uri);
+    if (uri_end == nullptr) return nullptr;
+    after_uri = uri_end + 1;
+  } else {
+    // Without '<' (anywhere: a later one stops every scan below) it is an addr-spec.
+    after_uri = ParseUriPrefix(p, e, limit, UriEnd::kAddrSpec, &out->uri);
+    if (after_uri == nullptr) return nullptr;
+  }
+  const char* params = SkipLws(after_uri, e);
+  const char* item_end = ParseParamsPrefix(after_uri, e, on_param);
+  if (item_end == nullptr) return nullptr;
+  out->text = {begin, static_cast<size_t>(item_end - begin)};
+  out->params = ParamsView(params, item_end);
+  return item_end;
+}
+
+const char* ParseFromToPrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
+  return ParseNameAddrPrefix(p, e, limit, out, [out](std::string_view name, std::string_view v) {
+    if (EqualsLowerLetters(name, "tag")) {
+      if (v.empty()) return false;
+      out->tag = v;
     }
     return true;
   });
-  return ok ? Defect::kNone : Defect::kBadHeaderValue;
+}
+
+const char* ParseContactPrefix(const char* p, const char* e, const char* limit, Contact* out) {
+  // `address` is reset by ParseNameAddrPrefix().
+  static_assert(sizeof(Contact) == sizeof(NameAddr) + 16,
+                "a new Contact member must be reset here");
+  out->expires = -1;
+  out->q_millis = -1;
+  out->defect = ContactDefect::kNone;
+  return ParseNameAddrPrefix(p, e, limit, &out->address,
+                             [out](std::string_view name, std::string_view v) {
+                               return OnContactParam(out, name, v);
+                             });
+}
+
+const char* ParseRoutePrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
+  return ParseNameAddrPrefix(p, e, limit, out,
+                             [](std::string_view, std::string_view) { return true; });
 }
 
 bool ParseCSeq(std::string_view v, CSeq* out) {
@@ -277,28 +457,36 @@ bool ParseCSeq(std::string_view v, CSeq* out) {
   return true;
 }
 
-// Call-ID = word [ "@" word ].
-bool IsValidCallId(std::string_view v) {
-  if (v.empty()) return false;
-  size_t at = v.find('@');
-  std::string_view first = v.substr(0, at);
-  if (first.empty()) return false;
-  for (char c : first)
-    if (!IsWordChar(c)) return false;
-  if (at == std::string_view::npos) return true;
-  std::string_view second = v.substr(at + 1);
-  if (second.empty()) return false;
-  for (char c : second)
-    if (!IsWordChar(c)) return false;
-  return true;
+// Call-ID = word [ "@" word ], in one pass.
+bool IsValidCallId(std::string_view v, const char* limit) {
+  const char* p = v.data();
+  const char* e = p + v.size();
+  const char* q = SkipWordChars(p, e, limit);
+  if (q == p) return false;
+  if (q == e) return true;
+  if (*q != '@') return false;
+  const char* second = ++q;
+  q = SkipWordChars(q, e, limit);
+  return q != second && q == e;
 }
 
 // A comma list of tokens; an empty value is fine (Supported:), an empty item is not.
+// One pass: a quote or bracket, which would change how ForEachListItem() splits, is not a
+// token character, so it fails the list either way.
 bool IsTokenList(std::string_view v) {
   if (v.empty()) return true;
-  bool ok = true;
-  ForEachListItem(v, [&](std::string_view item) { ok = ok && IsTokenString(item); });
-  return ok;
+  const char* p = v.data();
+  const char* e = p + v.size();
+  for (;;) {
+    p = SkipLws(p, e);
+    const char* token = p;
+    p = SkipClass(p, e, kToken);
+    if (p == token) return false;
+    p = SkipLws(p, e);
+    if (p == e) return true;
+    if (*p != ',') return false;
+    ++p;
+  }
 }
 
 // rfc1123-date = wkday "," SP date1 SP time SP "GMT" (RFC 3261 20.17; only GMT is legal).
@@ -346,6 +534,92 @@ bool LooksLikeSipVersion(std::string_view v) {
   return true;
 }
 
+// Fills the next free slots from a list value with a one-pass `prefix` parser. False, with
+// `count` restored, when the parser declines an item or the slots run out: the exact path
+// then parses the whole value again and reports whatever is wrong.
+template <typename Value, typename Prefix>
+bool ParseListPrefix(std::string_view v, const char* limit, Value* slots, size_t capacity,
+                     size_t& count, Prefix prefix) {
+  const size_t first = count;
+  const char* p = v.data();
+  const char* e = p + v.size();
+  while (count < capacity) {
+    const char* q = prefix(p, e, limit, &slots[count]);
+    if (q == nullptr) break;
+    ++count;
+    q = SkipLws(q, e);
+    if (q == e) return true;
+    p = SkipLws(q + 1, e);  // past the ',' that ended the item
+  }
+  count = first;
+  return false;
+}
+
+// Bit i set when p[i] == '\n', for i < n (n <= 64).
+uint64_t NewlineMask(const char* p, size_t n) {
+  uint64_t mask = 0;
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n');
+  for (; i + 16 <= n; i += 16) {
+    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    mask |= static_cast<uint64_t>(
+                static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, lf))))
+            << i;
+  }
+#endif
+  for (; i < n; ++i) mask |= static_cast<uint64_t>(p[i] == '\n') << i;
+  return mask;
+}
+
+// NewlineMask(p, 64), unrolled: every window but the input's last one.
+uint64_t NewlineMask64(const char* p) {
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n');
+  uint64_t mask = 0;
+  for (int k = 0; k < 4; ++k) {
+    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    mask |= static_cast<uint64_t>(static_cast<uint32_t>(
+                _mm_movemask_epi8(_mm_cmpeq_epi8(chunk, lf))))
+            << (16 * k);
+  }
+  return mask;
+#else
+  return NewlineMask(p, 64);
+#endif
+}
+
+// Finds line ends 64 bytes at a time, so that the next line of a header block costs a bit
+// scan instead of a memchr() call. Reads only [window, end).
+class NewlineFinder {
+ public:
+  explicit NewlineFinder(const char* end) : end_(end) {}
+
+  /// The first '\n' at or after `p`, or `end` when there is none.
+  const char* Next(const char* p) {
+    for (;;) {
+      if (p >= end_) return end_;
+      uintptr_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(window_);
+      if (offset >= window_size_) {  // also when p is before the window (wraps around)
+        window_ = p;
+        size_t left = static_cast<size_t>(end_ - p);
+        window_size_ = left < 64 ? left : 64;
+        mask_ = window_size_ == 64 ? NewlineMask64(p) : NewlineMask(p, window_size_);
+        offset = 0;
+      }
+      uint64_t bits = mask_ >> offset;
+      if (bits != 0) return p + __builtin_ctzll(bits);
+      p = window_ + window_size_;
+    }
+  }
+
+ private:
+  const char* window_ = nullptr;
+  size_t window_size_ = 0;
+  const char* const end_;
+  uint64_t mask_ = 0;
+};
+
 }  // namespace
 
 // One parse in progress; SipMessage befriends it to fill its private members.
@@ -383,7 +657,7 @@ class ParserState {
   }
 
   void ParseStartLine(std::string_view line);
-  void OnHeader(std::string_view name, std::string_view value);
+  void OnHeader(std::string_view name, std::string_view value, HeaderId id);
   void ParseHeaderValue(const HeaderField& field);
   template <typename Value, typename ParseOne>
   void ParseList(const HeaderField& field, Value* slots, size_t capacity, size_t& count,
@@ -424,9 +698,9 @@ void ParserState::ParseStartLine(std::string_view line) {
   std::string_view method = line.substr(0, first_sp);
   // A line that starts with a token or ends in the version is a request gone wrong, worth
   // a 400; anything else is noise, dropped without an answer.
-  answerable_ = IsTokenString(method) ||
-                (line.size() > 8 && line.substr(line.size() - 8) == " SIP/2.0");
-  if (first_sp == std::string_view::npos || !IsTokenString(method))
+  const bool method_ok = IsTokenString(method);
+  answerable_ = method_ok || (line.size() > 8 && line.substr(line.size() - 8) == " SIP/2.0");
+  if (first_sp == std::string_view::npos || !method_ok)
     return Fail(Defect::kBadStartLine);
   m_.method_text_ = method;
   m_.method_ = LookupMethod(method);
@@ -437,6 +711,11 @@ void ParserState::ParseStartLine(std::string_view line) {
     return Fail(LooksLikeSipVersion(version) ? Defect::kBadVersion : Defect::kBadStartLine);
   std::string_view uri = line.substr(first_sp + 1, last_sp - first_sp - 1);
   if (uri.empty()) return Fail(Defect::kBadStartLine);
+  // The one-pass parser takes neither SP, HT nor '?': its success settles all three checks.
+  if (ParseUriPrefix(uri.data(), uri.data() + uri.size(), in_.data() + in_.size(), UriEnd::kText,
+                     &m_.request_uri_) != nullptr)
+    return;
+  m_.request_uri_ = kEmptySipUri;  // as Clear() left it, should the checks below fail first
   for (char c : uri)
     if (c == ' ' || c == '\t') return Fail(Defect::kBadRequestUri);
   if (ParseUri(uri, &m_.request_uri_) != UriError::kNone) return Fail(Defect::kBadRequestUri);
@@ -459,26 +738,36 @@ void ParserState::ParseList(const HeaderField& field, Value* slots, size_t capac
 
 void ParserState::ParseHeaderValue(const HeaderField& field) {
   std::string_view v = field.value;
+  // Vector loads may cross the end of a value, never the end of the input.
+  const char* limit = in_.data() + in_.size();
   auto fail = [&](Defect d) { Fail(d, field.id, field.name); };
   auto bad = [&] { fail(Defect::kBadHeaderValue); };
   switch (field.id) {
     case HeaderId::kVia:
-      ParseList(field, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_, ParseVia);
+      if (!ParseListPrefix(v, limit, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_,
+                           ParseViaPrefix))
+        ParseList(field, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_, ParseVia);
       break;
     case HeaderId::kContact:
       if (v == "*") {
         m_.contact_star_ = true;
         break;
       }
-      ParseList(field, m_.contacts_.data(), SipMessage::kMaxContacts, m_.contact_count_,
-                ParseContact);
+      if (!ParseListPrefix(v, limit, m_.contacts_.data(), SipMessage::kMaxContacts,
+                           m_.contact_count_, ParseContactPrefix))
+        ParseList(field, m_.contacts_.data(), SipMessage::kMaxContacts, m_.contact_count_,
+                  ParseContact);
       break;
     case HeaderId::kRoute:
-      ParseList(field, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_, ParseRoute);
+      if (!ParseListPrefix(v, limit, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_,
+                           ParseRoutePrefix))
+        ParseList(field, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_, ParseRoute);
       break;
     case HeaderId::kRecordRoute:
-      ParseList(field, m_.record_routes_.data(), SipMessage::kMaxRoutes, m_.record_route_count_,
-                ParseRoute);
+      if (!ParseListPrefix(v, limit, m_.record_routes_.data(), SipMessage::kMaxRoutes,
+                           m_.record_route_count_, ParseRoutePrefix))
+        ParseList(field, m_.record_routes_.data(), SipMessage::kMaxRoutes,
+                  m_.record_route_count_, ParseRoute);
       break;
     case HeaderId::kFrom:
     case HeaderId::kTo: {
@@ -486,13 +775,16 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
       bool& seen = from ? m_.has_from_ : m_.has_to_;
       if (seen) return fail(Defect::kDuplicateHeader);
       seen = true;
-      Defect d = ParseFromTo(v, from ? &m_.from_ : &m_.to_);
+      NameAddr* out = from ? &m_.from_ : &m_.to_;
+      const char* end = v.data() + v.size();
+      if (ParseFromToPrefix(v.data(), end, limit, out) == end) break;
+      Defect d = ParseFromTo(v, out);
       if (d != Defect::kNone) fail(d);
       break;
     }
     case HeaderId::kCallId:
       if (!m_.call_id_.empty()) return fail(Defect::kDuplicateHeader);
-      if (!IsValidCallId(v)) return bad();
+      if (!IsValidCallId(v, limit)) return bad();
       m_.call_id_ = v;
       break;
     case HeaderId::kCSeq:
@@ -550,14 +842,15 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
   }
 }
 
-void ParserState::OnHeader(std::string_view name, std::string_view value) {
+inline void ParserState::OnHeader(std::string_view name, std::string_view value, HeaderId id) {
   if (m_.header_count_ == SipMessage::kMaxHeaders) return Fail(Defect::kTooManyHeaders);
   HeaderField& field = m_.headers_[m_.header_count_++];
   field.name = name;
   field.value = TrimLws(value);
-  field.id = LookupHeaderId(name);
+  field.id = id;
   // After the first defect only the raw lines are kept: enough to address an error answer.
-  if (!problem_) ParseHeaderValue(field);
+  // Unknown headers have no grammar to check; skipping the call saves its frame setup.
+  if (!problem_ && field.id != HeaderId::kOther) ParseHeaderValue(field);
 }
 
 ParseResult ParserState::Run() {
@@ -604,59 +897,66 @@ ParseResult ParserState::Run() {
   }
 
   // Start line.
-  const void* nl = std::memchr(in_.data() + pos, '\n', size - pos);
-  size_t line_end = nl ? static_cast<const char*>(nl) - in_.data() : size;
+  NewlineFinder newlines(in_.data() + size);
+  auto find_newline = [&](size_t from) {
+    return static_cast<size_t>(newlines.Next(in_.data() + from) - in_.data());
+  };
+  size_t line_end = find_newline(pos);
   size_t content_end = line_end > pos && in_[line_end - 1] == '\r' ? line_end - 1 : line_end;
   ParseStartLine(in_.substr(pos, content_end - pos));
-  pos = nl ? line_end + 1 : size;
+  pos = line_end < size ? line_end + 1 : size;
 
-  // Header lines; a header is complete once the next line does not continue it (folding).
-  std::string_view pending_name;
-  size_t pending_value_begin = 0, pending_value_end = 0;
-  bool pending = false;
-  auto flush = [&] {
-    if (pending) OnHeader(pending_name, in_.substr(pending_value_begin,
-                                                   pending_value_end - pending_value_begin));
-    pending = false;
+  // Header lines. A header is complete once the next line does not continue it (folding),
+  // so its continuation lines are taken right after it.
+  const char* const base = in_.data();
+  auto content_end_of = [&](size_t begin, size_t newline) {
+    return newline > begin && base[newline - 1] == '\r' ? newline - 1 : newline;
   };
   size_t body_begin = 0;
   bool saw_empty_line = false;
   while (pos < size) {
-    nl = std::memchr(in_.data() + pos, '\n', size - pos);
-    line_end = nl ? static_cast<const char*>(nl) - in_.data() : size;
-    content_end = line_end > pos && in_[line_end - 1] == '\r' ? line_end - 1 : line_end;
-    size_t next = nl ? line_end + 1 : size;
+    line_end = find_newline(pos);
+    content_end = content_end_of(pos, line_end);
+    size_t next = line_end < size ? line_end + 1 : size;
     if (content_end == pos) {
-      flush();
       saw_empty_line = true;
       body_begin = next;
       break;
     }
-    if (in_[pos] == ' ' || in_[pos] == '\t') {
-      if (!pending) Fail(Defect::kBadHeaderName);
-      pending_value_end = content_end;
+    if (base[pos] == ' ' || base[pos] == '\t') {
+      // A continuation with no header line to continue.
+      Fail(Defect::kBadHeaderName);
       pos = next;
       continue;
     }
-    flush();
     // field-name = token, then optional whitespace ("Via  :" in RFC 4475 wsinv), then ':'.
-    size_t name_end = pos;
-    while (name_end < content_end && IsToken(in_[name_end])) ++name_end;
+    // A name the lookup knows is all token characters (it matches exactly, case aside), so
+    // the first ':', SP or HT ends it, and only other names need the per-byte token check.
+    size_t name_end = static_cast<size_t>(
+        SkipToNameEnd(base + pos, base + content_end, base + size) - base);
+    HeaderId id = LookupHeaderId({base + pos, name_end - pos});
+    if (id == HeaderId::kOther)
+      name_end = static_cast<size_t>(SkipClass(base + pos, base + content_end, kToken) - base);
     size_t colon = name_end;
-    while (colon < content_end && (in_[colon] == ' ' || in_[colon] == '\t')) ++colon;
-    if (name_end == pos || colon == content_end || in_[colon] != ':') {
+    while (colon < content_end && (base[colon] == ' ' || base[colon] == '\t')) ++colon;
+    if (name_end == pos || colon == content_end || base[colon] != ':') {
       size_t shown = content_end - pos < 32 ? content_end - pos : 32;
       Fail(Defect::kBadHeaderName, HeaderId::kOther, in_.substr(pos, shown));
-    } else {
-      pending = true;
-      pending_name = in_.substr(pos, name_end - pos);
-      pending_value_begin = colon + 1;
-      pending_value_end = content_end;
+      pos = next;
+      continue;
     }
+    const size_t line_start = pos;
+    size_t value_end = content_end;
     pos = next;
+    while (pos < size && (base[pos] == ' ' || base[pos] == '\t')) {
+      line_end = find_newline(pos);
+      value_end = content_end_of(pos, line_end);
+      pos = line_end < size ? line_end + 1 : size;
+    }
+    OnHeader({base + line_start, name_end - line_start}, {base + colon + 1, value_end - colon - 1},
+             id);
   }
   if (!saw_empty_line) {
-    flush();
     // Only a datagram gets here: stream framing found the empty line above.
     Fail(Defect::kNoEmptyLine);
     return Finish(ParseStatus::kMalformed, size);

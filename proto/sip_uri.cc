@@ -1,9 +1,60 @@
 #include "proto/sip_uri.h"
 
+#include <array>
+
 #include "proto/sip_chars.h"
 
 namespace b2bua::proto {
 namespace {
+
+#if !defined(__SSE2__)
+// Host-name characters in three kinds, so the scalar ScanHost() classifies while it walks.
+constexpr uint8_t kHostOther = 1;  // letters, '-', '_'
+constexpr uint8_t kHostDigit = 2;
+constexpr uint8_t kHostDot = 4;
+constexpr std::array<uint8_t, 256> BuildHostTable() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    if (c == '.') t[c] = kHostDot;
+    else if (c >= '0' && c <= '9') t[c] = kHostDigit;
+    else if (HasClass(static_cast<char>(c), kHostChar)) t[c] = kHostOther;
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 256> kHostTable = BuildHostTable();
+#endif
+
+// What ParseUriPrefix() takes in a user part and in a parameter, escapes excepted: a '%'
+// sends the URI to the exact path. The user set leaves out ';' '?' ',', which also end
+// an addr-spec or start parameters or headers.
+constexpr uint8_t kUriUser = 1;
+constexpr uint8_t kUriParam = 2;
+constexpr std::array<uint8_t, 256> BuildUriTable() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    char ch = static_cast<char>(c);
+    if (HasClass(ch, kUnreserved | kUserExtra) && ch != ';' && ch != '?' && ch != ',')
+      t[c] |= kUriUser;
+    if (HasClass(ch, kUnreserved | kParamExtra)) t[c] |= kUriParam;
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 256> kUriTable = BuildUriTable();
+
+bool UriClass(char c, uint8_t cls) { return (kUriTable[static_cast<uint8_t>(c)] & cls) != 0; }
+
+// User parts and URI parameters are short ("alice", "transport=udp"): a table walk four
+// bytes a step, as SkipClass() does for tokens.
+const char* SkipUriChars(const char* p, const char* end, uint8_t cls) {
+  while (end - p >= 4) {
+    uint8_t all = kUriTable[static_cast<uint8_t>(p[0])] & kUriTable[static_cast<uint8_t>(p[1])] &
+                  kUriTable[static_cast<uint8_t>(p[2])] & kUriTable[static_cast<uint8_t>(p[3])];
+    if (!(all & cls)) break;
+    p += 4;
+  }
+  while (p < end && UriClass(*p, cls)) ++p;
+  return p;
+}
 
 // Checks %HH escapes and that every other byte belongs to `allowed`.
 bool CheckEscaped(std::string_view s, uint16_t allowed, std::string_view extra, UriError* error) {
@@ -200,18 +251,60 @@ std::string_view UriErrorText(UriError error) {
 HostKind ClassifyHost(std::string_view host, bool bracketed) {
   if (host.empty()) return HostKind::kNone;
   if (bracketed) return LooksLikeIpv6(host) ? HostKind::kIpv6 : HostKind::kNone;
+  const char* end = host.data() + host.size();
+  const char* run_end;
+  HostKind kind = ScanHost(host.data(), end, end, &run_end);
+  return run_end == end ? kind : HostKind::kNone;
+}
+
+HostKind ScanHost(const char* begin, const char* end, const char* limit, const char** run_end) {
   // One pass: legal characters, no empty label, and whether it could be dotted IPv4.
-  bool all_digits_and_dots = true;
-  char previous = '.';  // so that a leading '.' counts as an empty label
-  for (char c : host) {
-    // '_' is not in RFC 1034 host names but appears in real SRV-style names; kHostChar has it.
-    if (!HasClass(c, kHostChar) || (c == '.' && previous == '.')) return HostKind::kNone;
-    all_digits_and_dots &= IsDigit(c) || c == '.';
-    previous = c;
+  // '_' is not in RFC 1034 host names but appears in real SRV-style names.
+  const char* p = begin;
+#if defined(__SSE2__)
+  // Bit masks per 16 bytes: the run, its dots, and its non-digits.
+  unsigned previous_dot = 1;  // so that a leading '.' counts as an empty label
+  unsigned empty_label = 0;
+  unsigned other = 0;
+  for (;;) {
+    size_t left = static_cast<size_t>(end - p);
+    __m128i c = limit - p >= 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))
+                                : simd::LoadPartial(p, left);
+    __m128i dot = simd::Is(c, '.');
+    __m128i alpha = simd::InRange(_mm_or_si128(c, _mm_set1_epi8(0x20)), 'a', 'z');
+    __m128i named = _mm_or_si128(alpha, _mm_or_si128(simd::Is(c, '-'), simd::Is(c, '_')));
+    __m128i host = _mm_or_si128(_mm_or_si128(named, dot), simd::InRange(c, '0', '9'));
+    unsigned in_end = left < 16 ? (1u << left) - 1 : 0xffff;  // bytes before `end`
+    unsigned run = static_cast<unsigned>(__builtin_ctz(
+        ~(static_cast<unsigned>(_mm_movemask_epi8(host)) & in_end) | 0x10000u));
+    unsigned in_run = (1u << run) - 1;
+    unsigned dots = static_cast<unsigned>(_mm_movemask_epi8(dot));
+    empty_label |= dots & ((dots << 1) | previous_dot) & in_run;
+    other |= static_cast<unsigned>(_mm_movemask_epi8(named)) & in_run;
+    previous_dot = (dots >> 15) & 1;
+    p += run;
+    if (run < 16) break;  // `end` always stops the run
   }
-  if (all_digits_and_dots) return ParseIpv4(host) ? HostKind::kIpv4 : HostKind::kNone;
-  if (host.front() == '-') return HostKind::kNone;
-  return HostKind::kName;
+#else
+  (void)limit;
+  uint8_t previous = kHostDot;  // so that a leading '.' counts as an empty label
+  uint8_t seen = 0;
+  uint8_t empty_dots = 0;
+  for (; p < end; ++p) {
+    uint8_t t = kHostTable[static_cast<uint8_t>(*p)];
+    if (t == 0) break;
+    empty_dots |= t & previous;  // only kHostDot twice in a row survives the AND
+    seen |= t;
+    previous = t;
+  }
+  bool empty_label = (empty_dots & kHostDot) != 0;
+  bool other = (seen & kHostOther) != 0;
+#endif
+  *run_end = p;
+  if (p == begin || empty_label) return HostKind::kNone;
+  if (!other) return ParseIpv4({begin, static_cast<size_t>(p - begin)}) ? HostKind::kIpv4
+                                                                         : HostKind::kNone;
+  return *begin == '-' ? HostKind::kNone : HostKind::kName;
 }
 
 bool ParsePort(std::string_view digits, uint16_t* port) {
@@ -226,8 +319,84 @@ bool ParsePort(std::string_view digits, uint16_t* port) {
   return true;
 }
 
+const char* ParseUriPrefix(const char* begin, const char* end, const char* limit, UriEnd until,
+                           SipUri* out) {
+  const char* p = begin;
+  if (end - p < 5 || (p[0] | 0x20) != 's' || (p[1] | 0x20) != 'i' || (p[2] | 0x20) != 'p')
+    return nullptr;
+  *out = kEmptySipUri;
+  if (p[3] == ':') {
+    out->scheme = UriScheme::kSip;
+    out->scheme_text = {p, 3};
+    p += 4;
+  } else if ((p[3] | 0x20) == 's' && p[4] == ':') {
+    out->scheme = UriScheme::kSips;
+    out->scheme_text = {p, 4};
+    p += 5;
+  } else {
+    return nullptr;
+  }
+  // userinfo ends at the first '@' of the whole text (ParseUri()). A run of user characters
+  // ended by '@' is the user; otherwise the host starts here, and should an '@' come later
+  // every scan below stops at it, so that case goes to the exact path.
+  const char* host = p;
+  const char* q = SkipUriChars(p, end, kUriUser);
+  if (q < end && *q == '@') {
+    out->user = {p, static_cast<size_t>(q - p)};
+    out->has_user = true;
+    host = q + 1;
+  }
+  HostKind kind = ScanHost(host, end, limit, &q);
+  if (kind == HostKind::kNone) return nullptr;
+  out->host = {host, static_cast<size_t>(q - host)};
+  out->host_kind = kind;
+  p = q;
+  if (p < end && *p == ':') {
+    const char* digits = ++p;
+    while (p < end && IsDigit(*p)) ++p;
+    if (!ParsePort({digits, static_cast<size_t>(p - digits)}, &out->port)) return nullptr;
+  }
+  if (until != UriEnd::kAddrSpec) {
+    const char* params = p;
+    while (p < end && *p == ';') {
+      const char* name = ++p;
+      p = SkipUriChars(p, end, kUriParam);
+      if (p == name) return nullptr;
+      std::string_view n(name, static_cast<size_t>(p - name));
+      std::string_view v;
+      if (p < end && *p == '=') {
+        const char* value = ++p;
+        p = SkipUriChars(p, end, kUriParam);
+        if (p == value) return nullptr;
+        v = {value, static_cast<size_t>(p - value)};
+      }
+      if (EqualsLowerLetters(n, "transport")) out->transport = v;
+      else if (EqualsLowerLetters(n, "maddr")) out->maddr = v;
+      else if (EqualsLowerLetters(n, "lr")) out->lr = true;
+    }
+    if (p != params) out->params = {params, static_cast<size_t>(p - params)};
+  }
+  switch (until) {
+    case UriEnd::kText:
+      if (p != end) return nullptr;
+      break;
+    case UriEnd::kAngle:
+      if (p == end || *p != '>') return nullptr;
+      break;
+    case UriEnd::kAddrSpec:
+      if (p < end && *p != ';' && *p != ',' && !IsLws(*p)) return nullptr;
+      break;
+  }
+  out->text = {begin, static_cast<size_t>(p - begin)};
+  return p;
+}
+
 UriError ParseUri(std::string_view text, SipUri* out) {
-  *out = SipUri{};
+  // Most URIs take the one-pass path; the rest, and every invalid one, the exact one below.
+  const char* end = text.data() + text.size();
+  if (ParseUriPrefix(text.data(), end, end, UriEnd::kText, out) != nullptr)
+    return UriError::kNone;
+  *out = kEmptySipUri;
   out->text = text;
   if (text.empty()) return UriError::kEmpty;
   // Nearly every URI is "sip:": skip the generic scheme scan for it.

@@ -29,6 +29,11 @@ struct SipUri {
   bool IsSip() const { return scheme == UriScheme::kSip || scheme == UriScheme::kSips; }
 };
 
+/// A default SipUri to reset from. `*uri = kEmptySipUri` copies read-only data, where
+/// `*uri = SipUri{}` builds a stack temporary with narrow stores and copies it with wide
+/// loads, which stalls on store forwarding (measured in SipParser::Parse).
+inline constexpr SipUri kEmptySipUri{};
+
 enum class UriError : uint8_t {
   kNone,
   kEmpty,
@@ -48,6 +53,29 @@ std::string_view UriErrorText(UriError error);
 /// Parses exactly one URI: `text` holds nothing else (no brackets, no surrounding LWS).
 /// Never allocates; on error `*out` is partially filled.
 UriError ParseUri(std::string_view text, SipUri* out);
+
+/// Where a URI handed to ParseUriPrefix() ends.
+enum class UriEnd : uint8_t {
+  kText,      // at `end`: the text is exactly one URI (Request-URI)
+  kAngle,     // at the '>' of a name-addr
+  kAddrSpec,  // at the first ';', ',' or LWS, or at `end` (addr-spec in a header, RFC 3261 20.10)
+};
+
+/// The one-pass fast path of ParseUri() for the common shape of a sip:/sips: URI: an
+/// optional user of unreserved and user-unreserved characters, a host name or dotted IPv4,
+/// an optional port and, unless `until` is kAddrSpec, unescaped ;name[=value] parameters.
+/// Returns the end of the URI (the '>' for kAngle) with `*out` filled exactly as ParseUri()
+/// fills it for that text, or nullptr for any other shape, including every invalid one:
+/// then ParseUri() on the delimited text gives the verdict (`*out` may be partly written by
+/// then; ParseUri() resets it). Reads only [begin, limit), where
+/// `limit` >= `end` is the end of the caller's buffer (vector loads may cross `end`).
+const char* ParseUriPrefix(const char* begin, const char* end, const char* limit, UriEnd until,
+                           SipUri* out);
+
+/// Takes the longest run of host-name characters at `begin` and classifies it as
+/// ClassifyHost(run, false) does; `*run_end` is where the run stops. Reads only
+/// [begin, limit), `limit` >= `end`.
+HostKind ScanHost(const char* begin, const char* end, const char* limit, const char** run_end);
 
 /// Checks a host (name, dotted IPv4, or IPv6 without brackets) and tells its kind.
 HostKind ClassifyHost(std::string_view host, bool bracketed);

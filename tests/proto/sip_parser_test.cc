@@ -602,6 +602,118 @@ TEST_F(SipParserTest, CommaListsDoNotSplitInsideQuotesOrBrackets) {
   EXPECT_EQ(msg().record_routes()[1].uri.host, "rr2.example.com");
 }
 
+// List values go through a one-pass parser that hands anything unusual in any item to the
+// split-then-parse path; a mix of both kinds in one header must give the same values.
+TEST_F(SipParserTest, ListItemsNeedingTheExactPathKeepTheirNeighbours) {
+  std::string in = Options(
+      "Contact: <sip:a@h1.example.com>;q=0.5 , sip:b@h2.example.com;tag=x, "
+      "<sip:c@h3.example.com>;foo=\"x,y\", <sip:d:pw@h4.example.com>;expires=30\r\n"
+      "Route: <sip:p1.example.com;lr>, <sip:[2001:db8::1];lr>, <sip:p3.example.com;lr>\r\n");
+  ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
+  ASSERT_EQ(msg().contact_count(), 4u);
+  EXPECT_EQ(msg().contacts()[0].address.uri.user, "a");
+  EXPECT_EQ(msg().contacts()[0].q_millis, 500);
+  EXPECT_EQ(msg().contacts()[0].address.text, "<sip:a@h1.example.com>;q=0.5");
+  EXPECT_FALSE(msg().contacts()[1].address.angle_brackets);
+  EXPECT_EQ(msg().contacts()[1].address.uri.text, "sip:b@h2.example.com");
+  EXPECT_EQ(msg().contacts()[1].address.tag, "x");
+  EXPECT_EQ(msg().contacts()[1].address.params, ";tag=x");
+  EXPECT_EQ(msg().contacts()[2].address.params, ";foo=\"x,y\"");
+  EXPECT_EQ(msg().contacts()[3].address.uri.password, "pw");
+  EXPECT_EQ(msg().contacts()[3].expires, 30);
+  ASSERT_EQ(msg().route_count(), 3u);
+  EXPECT_EQ(msg().routes()[1].uri.host, "2001:db8::1");
+  EXPECT_EQ(msg().routes()[1].uri.host_kind, HostKind::kIpv6);
+  EXPECT_EQ(msg().routes()[2].uri.host, "p3.example.com");
+}
+
+TEST_F(SipParserTest, ListItemsKeepLwsOutOfTheirText) {
+  std::string in = Response("SIP/2.0 200 OK",
+                            "Via: SIP/2.0/UDP h1.example.com ; branch = z9hG4bK1 ,"
+                            "SIP/2.0/TCP h2.example.com : 5070\r\n");
+  ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
+  ASSERT_EQ(msg().via_count(), 3u);
+  const Via& first = msg().vias()[1];
+  EXPECT_EQ(first.text, "SIP/2.0/UDP h1.example.com ; branch = z9hG4bK1");
+  EXPECT_EQ(first.params, "; branch = z9hG4bK1");
+  EXPECT_EQ(first.branch, "z9hG4bK1");
+  const Via& second = msg().vias()[2];
+  EXPECT_EQ(second.text, "SIP/2.0/TCP h2.example.com : 5070");
+  EXPECT_EQ(second.port, 5070);
+  EXPECT_TRUE(second.params.empty());
+}
+
+TEST_F(SipParserTest, SingleValueHeadersRejectASecondValue) {
+  std::string in = Options();
+  ReplaceLine(in, "From: ", "From: <sip:alice@atlanta.example.com>;tag=1, <sip:x@y>");
+  ParseResult r = Parse(in);
+  EXPECT_EQ(r.status, ParseStatus::kMalformed);
+  EXPECT_EQ(r.problem.defect, Defect::kBadHeaderValue);
+  EXPECT_EQ(r.problem.header, HeaderId::kFrom);
+}
+
+TEST_F(SipParserTest, UserPartRunsToTheFirstAtSign) {
+  std::string in = Options("Contact: <sip:a;b=c@host.example.com;lr>\r\n");
+  ReplaceLine(in, "OPTIONS ", "OPTIONS sip:x;y@biloxi.example.com SIP/2.0");
+  ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
+  EXPECT_EQ(msg().request_uri().user, "x;y");
+  EXPECT_EQ(msg().request_uri().host, "biloxi.example.com");
+  ASSERT_EQ(msg().contact_count(), 1u);
+  EXPECT_EQ(msg().contacts()[0].address.uri.user, "a;b=c");
+  EXPECT_TRUE(msg().contacts()[0].address.uri.lr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Character-class scanners (proto/sip_chars.h), which the SSE2 and table paths implement.
+
+TEST(CharScanTest, EqualsLowerLettersMatchesEqualsIgnoreCaseForEveryByte) {
+  for (std::string_view lower : {"q", "lr", "tag", "ttl", "rport", "branch", "expires",
+                                 "received", "transport", "abcdefghijklmnopq"}) {
+    for (size_t at = 0; at < lower.size(); ++at) {
+      for (int c = 0; c < 256; ++c) {
+        std::string s(lower);
+        s[at] = static_cast<char>(c);
+        EXPECT_EQ(EqualsLowerLetters(s, lower), EqualsIgnoreCase(s, lower)) << lower << " " << c;
+      }
+    }
+    EXPECT_FALSE(EqualsLowerLetters(std::string(lower) + "x", lower));
+    EXPECT_FALSE(EqualsLowerLetters(lower.substr(1), lower));
+  }
+}
+
+
+TEST(CharScanTest, SkipsExactlyTheClassAndNeverReadsPastTheLimit) {
+  GuardedBuffer guard;
+  ASSERT_TRUE(guard.ok());
+  for (int c = 0; c < 256; ++c) {
+    for (size_t run = 0; run <= 40; ++run) {
+      // `run` class-neutral bytes, then c, then nothing: the buffer ends at the guard page.
+      std::string bytes(run, 'a');
+      bytes += static_cast<char>(c);
+      std::string_view in = guard.Place(bytes);
+      const char* begin = in.data();
+      const char* end = begin + in.size();
+      auto expected = [&](uint16_t cls) {
+        return run + (HasClass(static_cast<char>(c), cls) ? 1 : 0);
+      };
+      EXPECT_EQ(static_cast<size_t>(SkipClass(begin, end, kToken) - begin), expected(kToken)) << c;
+      EXPECT_EQ(static_cast<size_t>(SkipClass(begin, end, kParamValue) - begin),
+                expected(kParamValue))
+          << c;
+      EXPECT_EQ(static_cast<size_t>(SkipWordChars(begin, end, end) - begin),
+                expected(kToken | kWordExtra))
+          << c;
+      bool name_end = c == ':' || c == ' ' || c == '\t';
+      EXPECT_EQ(static_cast<size_t>(SkipToNameEnd(begin, end, end) - begin),
+                run + (name_end ? 0 : 1))
+          << c;
+      // An end before the buffer's limit stops the run there, whatever follows.
+      EXPECT_EQ(SkipWordChars(begin, end - 1, end), end - 1) << c;
+      EXPECT_EQ(SkipToNameEnd(begin, end - 1, end), end - 1) << c;
+    }
+  }
+}
+
 TEST(ForEachListItemTest, SplitsOnTopLevelCommasOnly) {
   std::vector<std::string> items;
   ForEachListItem(R"(a, "b,c" , <d,e>;x=1,, "q\",r" <s>,f)",

@@ -333,6 +333,69 @@ TEST(ParseUriTest, RejectsSurroundingText) {
   EXPECT_NE(ErrorOf("sip:a@example.com; lr"), UriError::kNone);
 }
 
+// ---------------------------------------------------------------------------------------
+// The one-pass prefix parser behind ParseUri() and the name-addr parser.
+
+TEST(ParseUriPrefixTest, StopsWhereEachContextEndsTheUri) {
+  std::string_view angle = "sip:bob@example.com;lr>;tag=1";
+  SipUri uri;
+  const char* end = angle.data() + angle.size();
+  const char* stop = ParseUriPrefix(angle.data(), end, end, UriEnd::kAngle, &uri);
+  ASSERT_NE(stop, nullptr);
+  EXPECT_EQ(*stop, '>');
+  EXPECT_EQ(uri.text, "sip:bob@example.com;lr");
+  EXPECT_EQ(uri.params, ";lr");
+  EXPECT_TRUE(uri.lr);
+
+  std::string_view addr_spec = "sip:bob@example.com:5060;tag=1";
+  end = addr_spec.data() + addr_spec.size();
+  stop = ParseUriPrefix(addr_spec.data(), end, end, UriEnd::kAddrSpec, &uri);
+  ASSERT_NE(stop, nullptr);
+  EXPECT_EQ(uri.text, "sip:bob@example.com:5060");
+  EXPECT_EQ(uri.port, 5060);
+  EXPECT_TRUE(uri.params.empty());
+}
+
+TEST(ParseUriPrefixTest, IgnoresBytesBetweenEndAndLimit) {
+  std::string_view buffer = "sip:alice@example.comXYZ@;";
+  const char* end = buffer.data() + std::string_view("sip:alice@example.com").size();
+  SipUri uri;
+  ASSERT_NE(ParseUriPrefix(buffer.data(), end, buffer.data() + buffer.size(), UriEnd::kText, &uri),
+            nullptr);
+  EXPECT_EQ(uri.host, "example.com");
+  EXPECT_EQ(uri.text, "sip:alice@example.com");
+}
+
+TEST(ParseUriPrefixTest, LeavesUnusualShapesToParseUri) {
+  // Each is valid, and ParseUri() still takes it, by the exact path.
+  for (std::string_view text : {"sip:alice:secret@example.com", "sip:%61lice@example.com",
+                                "sip:[2001:db8::1]:5060", "sip:example.com?subject=x",
+                                "sip:example.com;a=%41", "tel:+15555550123", "sip:h;x@y"}) {
+    SipUri uri;
+    const char* end = text.data() + text.size();
+    EXPECT_EQ(ParseUriPrefix(text.data(), end, end, UriEnd::kText, &uri), nullptr) << text;
+    EXPECT_EQ(ParseUri(text, &uri), UriError::kNone) << text;
+  }
+  EXPECT_EQ(Parsed("sip:h;x@y").user, "h;x");
+}
+
+TEST(ScanHostTest, ClassifiesTheRunLikeClassifyHost) {
+  for (std::string_view host :
+       {"example.com", "example.com.", "a", "1.2.3.4", "1.2.3.256", "1.2.3", "1.2.3.4.",
+        "01.2.3.4", "1234.1.1.1", "-a.com", "a-.com", "a..b", ".a", "_sip._udp.example.com",
+        "0.0.0.0", "255.255.255.255", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z",
+        "1.2.3.4.example.com", "192.168.100.200.3"}) {
+    std::string followed(host);
+    followed += ";lr";
+    const char* run_end = nullptr;
+    HostKind kind =
+        ScanHost(followed.data(), followed.data() + followed.size(),
+                 followed.data() + followed.size(), &run_end);
+    EXPECT_EQ(kind, ClassifyHost(host, false)) << host;
+    EXPECT_EQ(static_cast<size_t>(run_end - followed.data()), host.size()) << host;
+  }
+}
+
 TEST(UriErrorTextTest, EveryErrorHasAText) {
   for (int e = static_cast<int>(UriError::kEmpty); e <= static_cast<int>(UriError::kBadEscape); ++e)
     EXPECT_FALSE(UriErrorText(static_cast<UriError>(e)).empty()) << e;
