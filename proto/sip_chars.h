@@ -214,6 +214,34 @@ inline const char* SkipWordChars(const char* p, const char* end, const char* lim
 #endif
 }
 
+/// SP or HT, with one compare for the bytes above ' ' that a header line mostly holds.
+constexpr bool IsSpOrHt(char c) {
+  return static_cast<uint8_t>(c) <= ' ' && (c == ' ' || c == '\t');
+}
+
+/// True when every byte of [p, end) is a token character: one AND per byte and no branch,
+/// for a run whose end is already known.
+inline bool AllToken(const char* p, const char* end) {
+  const auto& t = detail::kCharTable;
+  uint16_t all = kToken;
+  for (; end - p >= 4; p += 4)
+    all &= t[static_cast<uint8_t>(p[0])] & t[static_cast<uint8_t>(p[1])] &
+           t[static_cast<uint8_t>(p[2])] & t[static_cast<uint8_t>(p[3])];
+  for (; p < end; ++p) all &= t[static_cast<uint8_t>(*p)];
+  return (all & kToken) != 0;
+}
+
+/// ParsePort() over `n` bytes already known to be digits (a scanner stopped at the first
+/// non-digit): 1 to 5 of them, 1..65535, without a second look at each byte.
+inline bool ParsePortDigits(const char* p, size_t n, uint16_t* port) {
+  if (n - 1 >= 5) return false;  // none, or more than 5
+  uint32_t value = 0;
+  for (size_t k = 0; k < n; ++k) value = value * 10 + static_cast<uint32_t>(p[k] - '0');
+  if (value - 1 >= 65535) return false;  // 0, or over 65535
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+
 /// The first ':', SP or HT at or after `p`, or `end`: where a header name ends if it is a
 /// token. 16 bytes a step with SSE2; reads only [p, limit), `limit` >= `end`.
 inline const char* SkipToNameEnd(const char* p, const char* end, const char* limit) {

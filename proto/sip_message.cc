@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "proto/sip_chars.h"
+#include "proto/sip_header_names.h"
 
 namespace b2bua::proto {
 namespace {
@@ -57,72 +58,25 @@ constexpr HeaderNameEntry kHeaderNames[] = {
     {"Via", HeaderId::kVia, 'v'},
 };
 
-constexpr size_t kMaxNameLength = 20;
-constexpr size_t kFoldedBytes = 24;  // kMaxNameLength rounded up to whole 8-byte words
-constexpr size_t kHashSlots = 128;
-
-// A long name as two byte strings compared a word at a time: `lower` is the name in lower
-// case and `fold` has 0x20 where a letter may differ in case. (in ^ lower) & ~fold == 0 then
-// accepts exactly the spellings EqualsIgnoreCase accepts, with no per-byte loop.
-struct FoldedName {
-  std::array<char, kFoldedBytes> lower{};
-  std::array<char, kFoldedBytes> fold{};
-};
-
-// Header names hash perfectly on (length, first, middle and last letter); BuildIndex()
-// refuses to compile if a new name collides.
-constexpr size_t NameHash(size_t n, char first, char middle, char last) {
-  auto lower = [](char c) { return static_cast<size_t>(static_cast<uint8_t>(c) | 0x20); };
-  return (n + 2 * lower(first) + lower(last) + 15 * lower(middle)) & (kHashSlots - 1);
-}
-
-struct HeaderNameIndex {
-  std::array<uint8_t, kHashSlots> slots{};  // index into kHeaderNames plus one, 0 when empty
-  std::array<FoldedName, std::size(kHeaderNames)> folded{};
-  std::array<HeaderId, 26> compact{};
-  bool collision = false;
-};
-
-constexpr HeaderNameIndex BuildIndex() {
-  HeaderNameIndex index{};
-  for (size_t i = 0; i < std::size(kHeaderNames); ++i) {
-    const auto& e = kHeaderNames[i];
+constexpr detail::HeaderNameIndex BuildIndex() {
+  detail::HeaderNameIndex index{};
+  for (const auto& e : kHeaderNames) {
     size_t n = e.name.size();
-    size_t h = NameHash(n, e.name[0], e.name[n / 2], e.name[n - 1]);
-    if (index.slots[h] != 0 || n > kMaxNameLength) index.collision = true;
-    index.slots[h] = static_cast<uint8_t>(i + 1);
+    if (n > detail::kMaxHeaderNameLength) index.collision = true;
+    if (n < 2 || n > detail::kMaxHeaderNameLength) continue;
+    auto& slot = index.slots[detail::HeaderNameHash(n, e.name[0], e.name[n / 2], e.name[n - 1])];
+    if (slot.length != 0) index.collision = true;
+    slot.length = static_cast<uint8_t>(n);
+    slot.id = e.id;
     for (size_t k = 0; k < n; ++k) {
       char c = e.name[k];
       bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      index.folded[i].lower[k] = ToLowerAscii(c);
-      index.folded[i].fold[k] = letter ? 0x20 : 0;
+      slot.lower[k] = ToLowerAscii(c);
+      slot.fold[k] = letter ? 0x20 : 0;
     }
     if (e.compact) index.compact[e.compact - 'a'] = e.id;
   }
   return index;
-}
-constexpr HeaderNameIndex kIndex = BuildIndex();
-static_assert(!kIndex.collision, "header names collide in NameHash(): change its constants");
-
-template <typename Word>
-bool WordMatches(const char* in, const FoldedName& f, size_t at) {
-  Word a, lower, fold;
-  std::memcpy(&a, in + at, sizeof(Word));
-  std::memcpy(&lower, f.lower.data() + at, sizeof(Word));
-  std::memcpy(&fold, f.fold.data() + at, sizeof(Word));
-  return ((a ^ lower) & ~fold) == 0;
-}
-
-// Compares the n >= 2 bytes at `in` with a folded name of the same length. The last word
-// overlaps the previous one instead of reading past `in + n`.
-bool MatchesFolded(const char* in, size_t n, const FoldedName& f) {
-  if (n >= 8) {
-    for (size_t k = 0; k + 8 < n; k += 8)
-      if (!WordMatches<uint64_t>(in, f, k)) return false;
-    return WordMatches<uint64_t>(in, f, n - 8);
-  }
-  if (n >= 4) return WordMatches<uint32_t>(in, f, 0) && WordMatches<uint32_t>(in, f, n - 4);
-  return WordMatches<uint16_t>(in, f, 0) && WordMatches<uint16_t>(in, f, n - 2);
 }
 
 struct MethodEntry {
@@ -139,20 +93,12 @@ constexpr MethodEntry kMethods[] = {
 
 }  // namespace
 
+// A new name that collides in HeaderNameHash() fails the build: change its constants.
+constexpr detail::HeaderNameIndex detail::kHeaderNameIndex = BuildIndex();
+static_assert(!detail::kHeaderNameIndex.collision, "header names collide in HeaderNameHash()");
+
 HeaderId LookupHeaderId(std::string_view name) {
-  const size_t n = name.size();
-  if (n == 0) return HeaderId::kOther;
-  if (n == 1) {
-    char first = ToLowerAscii(name[0]);
-    return first >= 'a' && first <= 'z' ? kIndex.compact[first - 'a'] : HeaderId::kOther;
-  }
-  if (n > kMaxNameLength) return HeaderId::kOther;
-  uint8_t slot = kIndex.slots[NameHash(n, name[0], name[n / 2], name[n - 1])];
-  if (slot == 0) return HeaderId::kOther;
-  const auto& e = kHeaderNames[slot - 1];
-  if (e.name.size() != n || !MatchesFolded(name.data(), n, kIndex.folded[slot - 1]))
-    return HeaderId::kOther;
-  return e.id;
+  return detail::LookupHeaderIdInline(name.data(), name.size());
 }
 
 std::string_view HeaderName(HeaderId id) {

@@ -7,6 +7,7 @@
 #endif
 
 #include "proto/sip_chars.h"
+#include "proto/sip_header_names.h"
 
 namespace b2bua::proto {
 namespace {
@@ -355,7 +356,7 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
     j = SkipLws(j + 1, e);
     const char* digits = j;
     while (j < e && IsDigit(*j)) ++j;
-    if (!ParsePort({digits, static_cast<size_t>(j - digits)}, &out->port)) return nullptr;
+    if (!ParsePortDigits(digits, static_cast<size_t>(j - digits), &out->port)) return nullptr;
     item_end = j;
   }
   const char* params = SkipLws(j, e);
@@ -622,6 +623,20 @@ class NewlineFinder {
 
 }  // namespace
 
+// The headers ParseHeaderValue() has a case for; every other one it would leave alone.
+constexpr uint64_t kCheckedHeaders = [] {
+  uint64_t mask = 0;
+  for (HeaderId id : {HeaderId::kVia, HeaderId::kContact, HeaderId::kRoute, HeaderId::kRecordRoute,
+                      HeaderId::kFrom, HeaderId::kTo, HeaderId::kCallId, HeaderId::kCSeq,
+                      HeaderId::kMaxForwards, HeaderId::kContentLength, HeaderId::kContentType,
+                      HeaderId::kExpires, HeaderId::kDate, HeaderId::kRequire,
+                      HeaderId::kProxyRequire, HeaderId::kSupported, HeaderId::kUnsupported,
+                      HeaderId::kAllow, HeaderId::kRetryAfter})
+    mask |= uint64_t{1} << static_cast<unsigned>(id);
+  return mask;
+}();
+static_assert(static_cast<unsigned>(HeaderId::kCount) <= 64, "kCheckedHeaders is one word");
+
 // One parse in progress; SipMessage befriends it to fill its private members.
 class ParserState {
  public:
@@ -742,6 +757,7 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
   const char* limit = in_.data() + in_.size();
   auto fail = [&](Defect d) { Fail(d, field.id, field.name); };
   auto bad = [&] { fail(Defect::kBadHeaderValue); };
+  // A header with a case here must be in kCheckedHeaders too, or it never gets here.
   switch (field.id) {
     case HeaderId::kVia:
       if (!ParseListPrefix(v, limit, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_,
@@ -849,8 +865,10 @@ inline void ParserState::OnHeader(std::string_view name, std::string_view value,
   field.value = TrimLws(value);
   field.id = id;
   // After the first defect only the raw lines are kept: enough to address an error answer.
-  // Unknown headers have no grammar to check; skipping the call saves its frame setup.
-  if (!problem_ && field.id != HeaderId::kOther) ParseHeaderValue(field);
+  // Headers without a grammar to check (unknown ones, Subject, ...) skip the call and its
+  // frame setup.
+  const bool checked = ((kCheckedHeaders >> static_cast<unsigned>(id)) & 1) != 0;
+  if (checked && !problem_) ParseHeaderValue(field);
 }
 
 ParseResult ParserState::Run() {
@@ -909,53 +927,51 @@ ParseResult ParserState::Run() {
   // Header lines. A header is complete once the next line does not continue it (folding),
   // so its continuation lines are taken right after it.
   const char* const base = in_.data();
-  auto content_end_of = [&](size_t begin, size_t newline) {
-    return newline > begin && base[newline - 1] == '\r' ? newline - 1 : newline;
-  };
-  size_t body_begin = 0;
-  bool saw_empty_line = false;
-  while (pos < size) {
-    line_end = find_newline(pos);
-    content_end = content_end_of(pos, line_end);
-    size_t next = line_end < size ? line_end + 1 : size;
-    if (content_end == pos) {
-      saw_empty_line = true;
-      body_begin = next;
+  const char* const input_end = base + size;
+  const char* p = base + pos;
+  const char* body = nullptr;  // set at the empty line
+  while (p < input_end) {
+    const char* newline = newlines.Next(p);
+    const char* text_end = newline > p && newline[-1] == '\r' ? newline - 1 : newline;
+    const char* next = newline < input_end ? newline + 1 : input_end;
+    if (text_end == p) {
+      body = next;
       break;
     }
-    if (base[pos] == ' ' || base[pos] == '\t') {
+    if (IsSpOrHt(*p)) {
       // A continuation with no header line to continue.
       Fail(Defect::kBadHeaderName);
-      pos = next;
+      p = next;
       continue;
     }
     // field-name = token, then optional whitespace ("Via  :" in RFC 4475 wsinv), then ':'.
     // A name the lookup knows is all token characters (it matches exactly, case aside), so
-    // the first ':', SP or HT ends it, and only other names need the per-byte token check.
-    size_t name_end = static_cast<size_t>(
-        SkipToNameEnd(base + pos, base + content_end, base + size) - base);
-    HeaderId id = LookupHeaderId({base + pos, name_end - pos});
-    if (id == HeaderId::kOther)
-      name_end = static_cast<size_t>(SkipClass(base + pos, base + content_end, kToken) - base);
-    size_t colon = name_end;
-    while (colon < content_end && (base[colon] == ' ' || base[colon] == '\t')) ++colon;
-    if (name_end == pos || colon == content_end || base[colon] != ':') {
-      size_t shown = content_end - pos < 32 ? content_end - pos : 32;
-      Fail(Defect::kBadHeaderName, HeaderId::kOther, in_.substr(pos, shown));
-      pos = next;
+    // the first ':', SP or HT ends it, and only other names need the token check.
+    const char* name_end = SkipToNameEnd(p, text_end, input_end);
+    HeaderId id = detail::LookupHeaderIdInline(p, static_cast<size_t>(name_end - p));
+    if (id == HeaderId::kOther && !AllToken(p, name_end))
+      name_end = SkipClass(p, text_end, kToken);
+    const char* colon = name_end;
+    while (colon < text_end && IsSpOrHt(*colon)) ++colon;
+    if (name_end == p || colon == text_end || *colon != ':') {
+      size_t shown = text_end - p < 32 ? static_cast<size_t>(text_end - p) : 32;
+      Fail(Defect::kBadHeaderName, HeaderId::kOther, {p, shown});
+      p = next;
       continue;
     }
-    const size_t line_start = pos;
-    size_t value_end = content_end;
-    pos = next;
-    while (pos < size && (base[pos] == ' ' || base[pos] == '\t')) {
-      line_end = find_newline(pos);
-      value_end = content_end_of(pos, line_end);
-      pos = line_end < size ? line_end + 1 : size;
+    const char* name = p;
+    const char* value_end = text_end;
+    p = next;
+    while (p < input_end && IsSpOrHt(*p)) {
+      newline = newlines.Next(p);
+      value_end = newline > p && newline[-1] == '\r' ? newline - 1 : newline;
+      p = newline < input_end ? newline + 1 : input_end;
     }
-    OnHeader({base + line_start, name_end - line_start}, {base + colon + 1, value_end - colon - 1},
-             id);
+    OnHeader({name, static_cast<size_t>(name_end - name)},
+             {colon + 1, static_cast<size_t>(value_end - colon - 1)}, id);
   }
+  const bool saw_empty_line = body != nullptr;
+  const size_t body_begin = saw_empty_line ? static_cast<size_t>(body - base) : 0;
   if (!saw_empty_line) {
     // Only a datagram gets here: stream framing found the empty line above.
     Fail(Defect::kNoEmptyLine);

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -211,6 +212,24 @@ TEST(HeaderIdTest, UnknownNamesAreOther) {
   EXPECT_EQ(LookupHeaderId("C%6Fntact"), HeaderId::kOther);
   EXPECT_EQ(LookupHeaderId("Contact "), HeaderId::kOther);
   EXPECT_TRUE(HeaderName(HeaderId::kOther).empty());
+}
+
+TEST(HeaderIdTest, FoldsTheCaseOfLettersOnly) {
+  // A byte 0x20 away from a name's '-' or digit is another byte, not another case.
+  EXPECT_EQ(LookupHeaderId("Call\rID"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("Max\rForwards"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("Call-iD"), HeaderId::kCallId);
+  // Same length and hash inputs (first, middle, last letter) as a known name.
+  EXPECT_EQ(LookupHeaderId("Fxom"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("Cxxxxxx-xxxxxh"), HeaderId::kOther);
+  // Longer than every known name, and one byte short of or past a known one.
+  EXPECT_EQ(LookupHeaderId("Request-Dispositions"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("P-Asserted-Identity-Extra"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("Content-Lengt"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId(std::string_view("V\0a", 3)), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("@"), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("["), HeaderId::kOther);
+  EXPECT_EQ(LookupHeaderId("\xC1"), HeaderId::kOther);
 }
 
 TEST(HeaderIdTest, EveryKnownIdRoundTripsThroughItsName) {
@@ -559,6 +578,62 @@ TEST_F(SipParserTest, KeepsUnknownHeadersVerbatimInOrder) {
   EXPECT_EQ(msg().headers()[1].id, HeaderId::kVia);
   // FindHeader returns the first of several.
   EXPECT_EQ(msg().FindHeader("x-first"), &msg().headers()[0]);
+}
+
+TEST_F(SipParserTest, UnknownHeaderNamesMustBeTokens) {
+  // Known names end at the first ':', SP or HT; unknown ones must be tokens up to there.
+  for (std::string_view line : {"X{Y: z\r\n", "X/Y: z\r\n", "X-\x01Y: z\r\n", "Vi@: x\r\n",
+                                "X-Y Z: z\r\n", "\xC3\xA9: z\r\n"}) {
+    SCOPED_TRACE(line);
+    ParseResult r = Parse(Request("OPTIONS", line));
+    EXPECT_EQ(r.status, ParseStatus::kMalformed);
+    EXPECT_EQ(r.problem.defect, Defect::kBadHeaderName);
+  }
+  // The message views the input: keep it alive while the test reads them.
+  std::string in = Request("OPTIONS", "X-Odd.Name!%*_+`'~ \t : value\r\nSubject:\r\n");
+  ParseResult r = Parse(in);
+  ASSERT_EQ(r.status, ParseStatus::kComplete) << DefectText(r.problem.defect);
+  const HeaderField* odd = msg().FindHeader("x-odd.name!%*_+`'~");
+  ASSERT_NE(odd, nullptr);
+  EXPECT_EQ(odd->name, "X-Odd.Name!%*_+`'~");
+  EXPECT_EQ(odd->value, "value");
+  const HeaderField* subject = msg().FindHeader(HeaderId::kSubject);
+  ASSERT_NE(subject, nullptr);
+  EXPECT_EQ(subject->value, "");
+}
+
+TEST_F(SipParserTest, EveryCheckedHeaderIsChecked) {
+  // The parser skips headers it has no grammar for; each of these must still be looked at.
+  struct Case {
+    std::string_view line;
+    HeaderId id;
+  };
+  for (const Case& c : std::initializer_list<Case>{
+           {"Via: x\r\n", HeaderId::kVia},
+           {"Contact: <sip:a@b\r\n", HeaderId::kContact},
+           {"Route: <sip:a@b\r\n", HeaderId::kRoute},
+           {"Record-Route: <sip:a@b\r\n", HeaderId::kRecordRoute},
+           {"From: <sip:a@b>\r\n", HeaderId::kFrom},
+           {"To: <sip:a@b>\r\n", HeaderId::kTo},
+           {"Call-ID: x\r\n", HeaderId::kCallId},
+           {"CSeq: 1 OPTIONS\r\n", HeaderId::kCSeq},
+           {"Max-Forwards: 1\r\n", HeaderId::kMaxForwards},
+           {"Content-Length: x\r\n", HeaderId::kContentLength},
+           {"Content-Type: text\r\n", HeaderId::kContentType},
+           {"Expires: x\r\n", HeaderId::kExpires},
+           {"Date: x\r\n", HeaderId::kDate},
+           {"Require: a b\r\n", HeaderId::kRequire},
+           {"Proxy-Require: a b\r\n", HeaderId::kProxyRequire},
+           {"Supported: a b\r\n", HeaderId::kSupported},
+           {"Unsupported: a b\r\n", HeaderId::kUnsupported},
+           {"Allow: a b\r\n", HeaderId::kAllow},
+           {"Retry-After: x\r\n", HeaderId::kRetryAfter},
+       }) {
+    SCOPED_TRACE(c.line);
+    ParseResult r = Parse(Request("OPTIONS", c.line));
+    EXPECT_EQ(r.status, ParseStatus::kMalformed);
+    EXPECT_EQ(r.problem.header, c.id);
+  }
 }
 
 TEST_F(SipParserTest, ClearsThePreviousMessage) {

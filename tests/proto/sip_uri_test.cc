@@ -240,6 +240,24 @@ TEST(ClassifyHostTest, TellsTheKind) {
   EXPECT_EQ(ClassifyHost("2001:db8::g", true), HostKind::kNone);
 }
 
+TEST(ClassifyHostTest, DigitsAndDotsAreIpv4OrNothing) {
+  EXPECT_EQ(ClassifyHost("0.0.0.0", false), HostKind::kIpv4);
+  EXPECT_EQ(ClassifyHost("01.002.3.4", false), HostKind::kIpv4);
+  EXPECT_EQ(ClassifyHost("256.0.0.1", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("1.2.3.256", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("1.2.3", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("1.2.3.4.5", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("1.2.3.4.", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost(".1.2.3.4", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("1..2.3", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("0001.2.3.4", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("99999999999.2.3.4", false), HostKind::kNone);  // no wrap-around
+  EXPECT_EQ(ClassifyHost("1234", false), HostKind::kNone);
+  EXPECT_EQ(ClassifyHost("1.2.3.4a", false), HostKind::kName);
+  EXPECT_EQ(Parsed("sip:a@192.0.2.1:5060").host_kind, HostKind::kIpv4);
+  EXPECT_EQ(ErrorOf("sip:a@192.0.2.256"), UriError::kBadHost);
+}
+
 // ---------------------------------------------------------------------------------------
 // Ports.
 
@@ -259,6 +277,10 @@ TEST(ParseUriTest, RejectsBadPorts) {
   EXPECT_EQ(ErrorOf("sip:a@example.com:50a"), UriError::kBadPort);
   EXPECT_EQ(ErrorOf("sip:a@example.com:-1"), UriError::kBadPort);
   EXPECT_EQ(ErrorOf("sip:a@[2001:db8::1]:x"), UriError::kBadPort);
+  EXPECT_EQ(ErrorOf("sip:a@example.com:000001"), UriError::kBadPort);  // six digits
+  EXPECT_EQ(ErrorOf("sip:a@example.com:00000"), UriError::kBadPort);
+  EXPECT_EQ(ErrorOf("sip:a@example.com:4294967297"), UriError::kBadPort);  // 1 in 32 bits
+  EXPECT_EQ(Parsed("sip:a@example.com:00080").port, 80);
 }
 
 TEST(ParsePortTest, AcceptsOnly1To65535) {
