@@ -46,7 +46,8 @@ ABSL_FLAG(bool, call_records, true,
 
 namespace {
 
-constexpr std::string_view kVersion = "0.2.0";
+// The project version (CMakeLists.txt): b2bua_build_info, --version and the start-up line.
+constexpr std::string_view kVersion = B2BUA_VERSION;
 
 void Log(int level, int threshold, const std::string& line) {
   if (level <= threshold) b2bua::WriteLogLine(static_cast<b2bua::LogLevel>(level), line);
@@ -58,6 +59,17 @@ bool WantsHelp(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-help" || arg == "-h" || arg == "--helpfull") return true;
+  }
+  return false;
+}
+
+// What `--version` prints and the start-up line names, so that a log says what ran.
+constexpr std::string_view kVersionLine = "b2bua " B2BUA_VERSION " (" B2BUA_BUILD_TYPE " build)";
+
+bool WantsVersion(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--version" || arg == "-version") return true;
   }
   return false;
 }
@@ -116,6 +128,11 @@ int main(int argc, char** argv) {
       "Usage: b2bua [--listen=IP:PORT] [--shards=N] [--config=FILE] [--metrics_listen=IP:PORT]");
   if (WantsHelp(argc, argv)) {
     PrintHelp();
+    return 0;
+  }
+  if (WantsVersion(argc, argv)) {
+    // abseil's own --version would name abseil's build, not ours.
+    std::printf("%.*s\n", static_cast<int>(kVersionLine.size()), kVersionLine.data());
     return 0;
   }
   absl::ParseCommandLine(argc, argv);
@@ -185,7 +202,8 @@ int main(int argc, char** argv) {
     http = std::move(*server);
   }
   Log(2, log_level,
-      absl::StrCat("listening on ", group.local_address().ToString(), " (UDP and TCP) with ",
+      absl::StrCat(absl::string_view(kVersionLine.data(), kVersionLine.size()), " listening on ",
+                   group.local_address().ToString(), " (UDP and TCP) with ",
                    group.size(),
                    " shards; metrics on ", absl::GetFlag(FLAGS_metrics_listen), "; config ",
                    (*config)->source));

@@ -505,6 +505,22 @@ class BinaryOpsTest(BinaryTestCase):
         self.assertEqual((result.returncode, missing), (0, []),
                          "--help: (exit code, flags it does not mention); its output:\n%s" % out)
 
+    def test_version_exits_0_and_names_the_build(self):
+        """--version: exit 0, one line with the version and the build type; the same text
+        opens the start-up line, so that a log says what ran."""
+        result = run([self.h.binary, "--version"], timeout=10)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        line = result.stdout.strip()
+        self.assertRegex(line, r"^b2bua \d+\.\d+\.\d+ \(\w+ build\)$")
+        b = self.h.start_b2bua(self.h.config(routes=[]))
+        deadline = time.monotonic() + 10
+        text = ""
+        while time.monotonic() < deadline and line + " listening on" not in text:
+            with open(b.log, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+            time.sleep(0.05)
+        self.assertIn(line + " listening on", text)
+
     def test_admin_endpoints(self):
         """(g) /healthz 200, /readyz 200, unknown paths 404; /metrics is the text format."""
         b = self.h.start_b2bua(self.h.config(routes=[]))
