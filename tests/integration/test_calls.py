@@ -220,8 +220,10 @@ class CoreCallTest(B2buaTestCase):
     def test_lossy_100_calls_all_complete(self):
         """10 % loss on both SIPp sides: retransmissions recover every call.
 
-        T1 = 100 ms makes the b2bua's Timer F 6.4 s; the callee lingers 7 s after each
-        call (timewait) so it still answers every BYE retransmission it may need.
+        T1 = 100 ms makes the b2bua's Timers F and J 6.4 s; the callee lingers 7 s after
+        each call (timewait) so it still answers every BYE retransmission it may need, and
+        the caller retransmits its BYE from 100 ms so that every retransmission still finds
+        the b2bua's transaction.
         """
         callee = self.h.start_callee("uas-answer-200.xml", calls=100, duration_ms=7000,
                                      lost=10, timeout=60)
