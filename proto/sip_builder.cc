@@ -1,5 +1,6 @@
 #include "proto/sip_builder.h"
 
+#include <charconv>
 #include <cstring>
 
 namespace b2bua::proto {
@@ -16,12 +17,8 @@ void MessageWriter::Append(std::string_view bytes) {
 
 void MessageWriter::AppendNumber(uint64_t value) {
   char digits[20];
-  size_t n = 0;
-  do {
-    digits[sizeof(digits) - 1 - n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  Append({digits + sizeof(digits) - n, n});
+  const auto end = std::to_chars(digits, digits + sizeof(digits), value).ptr;
+  Append({digits, static_cast<size_t>(end - digits)});
 }
 
 void MessageWriter::RequestLine(std::string_view method, std::string_view request_uri) {

@@ -12,6 +12,7 @@
 #include "proto/sip_builder.h"
 #include "proto/sip_chars.h"
 #include "proto/sip_parser.h"
+#include "proto/str_util.h"
 
 namespace b2bua::proto {
 namespace {
@@ -65,15 +66,7 @@ void AppendKeyPart(std::string* key, std::string_view part) {
   key->push_back(kKeySeparator);
 }
 
-void AppendKeyNumber(std::string* key, uint64_t value) {
-  char digits[20];
-  size_t n = 0;
-  do {
-    digits[sizeof(digits) - 1 - n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  AppendKeyPart(key, {digits + sizeof(digits) - n, n});
-}
+void AppendKeyNumber(std::string* key, uint64_t value) { StrAppend(key, value, kKeySeparator); }
 
 // The method as the key spells it: the canonical name for known methods so that a
 // request's method and a response's CSeq method produce the same bytes.

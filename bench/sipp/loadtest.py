@@ -41,6 +41,9 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+# The end-to-end tests' harness knows how to tell that a peer has bound its port.
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
+from harness import udp_port_bound  # noqa: E402
 LOOPBACK = "127.0.0.1"
 BUFF_SIZE = "4194304"  # every sipp: -buff_size; net.core.rmem_max must allow it
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -74,21 +77,6 @@ def free_port():
             _handed_out_ports.add(port)
             return port
     raise RuntimeError("no free port")
-
-
-def udp_port_bound(port):
-    """True when some socket is bound to UDP 127.0.0.1:port or *:port (/proc/net/udp)."""
-    want = ":%04X" % port
-    try:
-        with open("/proc/net/udp") as fh:
-            next(fh)
-            for line in fh:
-                local = line.split()[1]
-                if local.endswith(want) and local.split(":")[0] in ("0100007F", "00000000"):
-                    return True
-    except OSError:
-        return False
-    return False
 
 
 def _read(path):

@@ -120,19 +120,21 @@ def free_port():
     raise RuntimeError("no free port found")
 
 
-def udp_port_bound(port):
-    """True when some socket is bound to UDP 127.0.0.1:port (reads /proc/net/udp).
+def udp_port_bound(port, v6=False):
+    """True when some socket is bound to UDP loopback or the wildcard on `port` (reads
+    /proc/net/udp, or /proc/net/udp6 for v6).
 
     Reading, not binding, so it never races with the process that is starting.
-    Returns None when /proc/net/udp is not available.
+    Returns None when the /proc file is not available.
     """
     want = ":%04X" % port
+    hosts = ("00000000000000000000000001000000", "0" * 32) if v6 else ("0100007F", "00000000")
     try:
-        with open("/proc/net/udp") as fh:
+        with open("/proc/net/udp6" if v6 else "/proc/net/udp") as fh:
             next(fh)
             for line in fh:
                 local = line.split()[1]
-                if local.endswith(want) and local.split(":")[0] in ("0100007F", "00000000"):
+                if local.endswith(want) and local.split(":")[0] in hosts:
                     return True
     except OSError:
         return None

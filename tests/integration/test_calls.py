@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (B2buaTestCase, free_port, main, route, tag_of,  # noqa: E402
+from harness import (B2buaTestCase, free_port, main, route, tag_of, udp_port_bound,  # noqa: E402
                      uri_hostport, via_sent_by)
 from harness import (SIPP_BUFF_SIZE, SIPP_DIR, SIPP_RC_BIND_FAILED, Sipp,  # noqa: E402
                      next_hop, sipp_path)
@@ -55,25 +55,6 @@ def free_port_v6():
             _v6_ports.add(port)
             return port
     raise RuntimeError("no free port on [::1] found")
-
-
-def udp6_port_bound(port):
-    """True when a socket is bound to UDP [::1]:port or [::]:port (reads /proc/net/udp6).
-
-    None when /proc/net/udp6 is not available.
-    """
-    want = ":%04X" % port
-    try:
-        with open("/proc/net/udp6") as fh:
-            next(fh)
-            for line in fh:
-                local = line.split()[1]
-                if local.endswith(want) and local.split(":")[0] in (
-                        "00000000000000000000000001000000", "0" * 32):
-                    return True
-    except OSError:
-        return None
-    return False
 
 
 def v6_hostport(port):
@@ -348,7 +329,7 @@ class CoreCallTest(B2buaTestCase):
                 return sipp
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and sipp.running():
-                bound = udp6_port_bound(port)
+                bound = udp_port_bound(port, v6=True)
                 if bound:
                     return sipp
                 if bound is None:  # no /proc: give it a moment
