@@ -640,8 +640,11 @@ static_assert(static_cast<unsigned>(HeaderId::kCount) <= 64, "kCheckedHeaders is
 // One parse in progress; SipMessage befriends it to fill its private members.
 class ParserState {
  public:
-  ParserState(std::string_view input, Framing framing, const ParserLimits& limits, SipMessage* m)
-      : in_(input), framing_(framing), limits_(limits), m_(*m) {}
+  // `one_pass` off leaves every value to the split-then-parse functions alone: the reference
+  // that ParseExact() offers the differential tests.
+  ParserState(std::string_view input, Framing framing, const ParserLimits& limits, SipMessage* m,
+              bool one_pass)
+      : in_(input), framing_(framing), limits_(limits), m_(*m), one_pass_(one_pass) {}
 
   ParseResult Run();
 
@@ -682,6 +685,7 @@ class ParserState {
   Framing framing_;
   const ParserLimits& limits_;
   SipMessage& m_;
+  const bool one_pass_;
   Problem problem_;
   bool answerable_ = false;  // a request whose start line named a method: a 4xx can go back
   uint64_t content_length_ = 0;
@@ -727,8 +731,8 @@ void ParserState::ParseStartLine(std::string_view line) {
   std::string_view uri = line.substr(first_sp + 1, last_sp - first_sp - 1);
   if (uri.empty()) return Fail(Defect::kBadStartLine);
   // The one-pass parser takes neither SP, HT nor '?': its success settles all three checks.
-  if (ParseUriPrefix(uri.data(), uri.data() + uri.size(), in_.data() + in_.size(), UriEnd::kText,
-                     &m_.request_uri_) != nullptr)
+  if (one_pass_ && ParseUriPrefix(uri.data(), uri.data() + uri.size(), in_.data() + in_.size(),
+                                  UriEnd::kText, &m_.request_uri_) != nullptr)
     return;
   m_.request_uri_ = kEmptySipUri;  // as Clear() left it, should the checks below fail first
   for (char c : uri)
@@ -760,8 +764,8 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
   // A header with a case here must be in kCheckedHeaders too, or it never gets here.
   switch (field.id) {
     case HeaderId::kVia:
-      if (!ParseListPrefix(v, limit, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_,
-                           ParseViaPrefix))
+      if (!one_pass_ || !ParseListPrefix(v, limit, m_.vias_.data(), SipMessage::kMaxVias,
+                                         m_.via_count_, ParseViaPrefix))
         ParseList(field, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_, ParseVia);
       break;
     case HeaderId::kContact:
@@ -769,19 +773,21 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
         m_.contact_star_ = true;
         break;
       }
-      if (!ParseListPrefix(v, limit, m_.contacts_.data(), SipMessage::kMaxContacts,
-                           m_.contact_count_, ParseContactPrefix))
+      if (!one_pass_ || !ParseListPrefix(v, limit, m_.contacts_.data(),
+                                         SipMessage::kMaxContacts, m_.contact_count_,
+                                         ParseContactPrefix))
         ParseList(field, m_.contacts_.data(), SipMessage::kMaxContacts, m_.contact_count_,
                   ParseContact);
       break;
     case HeaderId::kRoute:
-      if (!ParseListPrefix(v, limit, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_,
-                           ParseRoutePrefix))
+      if (!one_pass_ || !ParseListPrefix(v, limit, m_.routes_.data(), SipMessage::kMaxRoutes,
+                                         m_.route_count_, ParseRoutePrefix))
         ParseList(field, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_, ParseRoute);
       break;
     case HeaderId::kRecordRoute:
-      if (!ParseListPrefix(v, limit, m_.record_routes_.data(), SipMessage::kMaxRoutes,
-                           m_.record_route_count_, ParseRoutePrefix))
+      if (!one_pass_ || !ParseListPrefix(v, limit, m_.record_routes_.data(),
+                                         SipMessage::kMaxRoutes, m_.record_route_count_,
+                                         ParseRoutePrefix))
         ParseList(field, m_.record_routes_.data(), SipMessage::kMaxRoutes,
                   m_.record_route_count_, ParseRoute);
       break;
@@ -793,7 +799,7 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
       seen = true;
       NameAddr* out = from ? &m_.from_ : &m_.to_;
       const char* end = v.data() + v.size();
-      if (ParseFromToPrefix(v.data(), end, limit, out) == end) break;
+      if (one_pass_ && ParseFromToPrefix(v.data(), end, limit, out) == end) break;
       Defect d = ParseFromTo(v, out);
       if (d != Defect::kNone) fail(d);
       break;
@@ -1007,7 +1013,12 @@ ParseResult ParserState::Run() {
 }
 
 ParseResult SipParser::Parse(std::string_view input, Framing framing, SipMessage* message) const {
-  return ParserState(input, framing, limits_, message).Run();
+  return ParserState(input, framing, limits_, message, /*one_pass=*/true).Run();
+}
+
+ParseResult SipParser::ParseExact(std::string_view input, Framing framing,
+                                  SipMessage* message) const {
+  return ParserState(input, framing, limits_, message, /*one_pass=*/false).Run();
 }
 
 std::string_view DefectText(Defect defect) {

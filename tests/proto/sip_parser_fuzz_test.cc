@@ -1,14 +1,18 @@
 // libFuzzer target for the SIP parser: every input is parsed as a datagram and as a stream,
 // validated, answered and re-serialized, so that any read outside the input, any undefined
-// behaviour or any loop shows up under ASan+UBSan.
+// behaviour or any loop shows up under ASan+UBSan; and parsed again by ParseExact(), which
+// must agree with Parse() on every field.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "proto/sip_builder.h"
 #include "proto/sip_parser.h"
 #include "proto/sip_validate.h"
+#include "tests/proto/sip_message_diff.h"
 
 namespace {
 
@@ -43,6 +47,20 @@ void Exercise(std::string_view input, Framing framing, SipMessage& message) {
     WriteResponse(message, 200, "OK", "fuzz-tag", {}, writer);
 }
 
+// The one-pass readers must accept only what the exact path accepts, and read it the same.
+void Differential(std::string_view input, Framing framing) {
+  static auto* fast = new SipMessage;
+  static auto* exact = new SipMessage;
+  SipParser parser(ParserLimits{.max_message_bytes = 16 * 1024});
+  ParseResult a = parser.Parse(input, framing, fast);
+  ParseResult b = parser.ParseExact(input, framing, exact);
+  std::string diff = b2bua::proto::testing::MessageDiff::Between(a, *fast, b, *exact);
+  if (!diff.empty()) {
+    std::fprintf(stderr, "Parse() and ParseExact() differ: %s\n", diff.c_str());
+    __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -50,5 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
   Exercise(input, Framing::kDatagram, *message);
   Exercise(input, Framing::kStream, *message);
+  Differential(input, Framing::kDatagram);
+  Differential(input, Framing::kStream);
   return 0;
 }
