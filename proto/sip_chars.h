@@ -242,6 +242,20 @@ inline bool ParsePortDigits(const char* p, size_t n, uint16_t* port) {
   return true;
 }
 
+/// The first ':' at or after `p`, or `end`. 16 bytes a step with SSE2; reads only
+/// [p, limit), `limit` >= `end`.
+inline const char* SkipToColon(const char* p, const char* end, const char* limit) {
+#if defined(__SSE2__)
+  return simd::Skip(p, end, limit, [](__m128i c) {
+    return _mm_xor_si128(simd::Is(c, ':'), _mm_set1_epi8(-1));
+  });
+#else
+  (void)limit;
+  while (p < end && *p != ':') ++p;
+  return p;
+#endif
+}
+
 /// The first ':', SP or HT at or after `p`, or `end`: where a header name ends if it is a
 /// token. 16 bytes a step with SSE2; reads only [p, limit), `limit` >= `end`.
 inline const char* SkipToNameEnd(const char* p, const char* end, const char* limit) {
