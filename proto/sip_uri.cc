@@ -80,6 +80,7 @@ bool IsSchemeChar(char c) {
          c == '.';
 }
 
+#if !defined(__SSE2__)
 // Dotted IPv4 for a run ScanHost() found to hold only digits and dots, so that each byte
 // needs one compare: four parts of 1 to 3 digits, each at most 255.
 bool IsDottedQuad(const char* p, const char* e) {
@@ -94,6 +95,33 @@ bool IsDottedQuad(const char* p, const char* e) {
     ++p;  // the '.'
   }
 }
+#else
+// IsDottedQuad() for a run of `n` <= 15 digits and dots whose dots are the set bits of
+// `dots`, none leading and none doubled: three dots, parts of 1 to 3 digits, each at most
+// 255. The dot positions come from ScanHost()'s vector pass, so no byte is looked at twice.
+bool IsDottedQuadRun(const char* p, unsigned n, unsigned dots) {
+  unsigned start = 0;
+  for (int part = 0; part < 4; ++part) {
+    unsigned stop = n;
+    if (part < 3) {
+      if (dots == 0) return false;
+      stop = static_cast<unsigned>(__builtin_ctz(dots));
+      dots &= dots - 1;
+    } else if (dots != 0) {
+      return false;
+    }
+    const unsigned digits = stop - start;
+    if (digits - 1 >= 3) return false;  // none (a trailing dot) or more than 3
+    const char* d = p + start;
+    unsigned value = static_cast<unsigned>(d[0] - '0');
+    if (digits > 1) value = value * 10 + static_cast<unsigned>(d[1] - '0');
+    if (digits > 2) value = value * 10 + static_cast<unsigned>(d[2] - '0');
+    if (value > 255) return false;
+    start = stop + 1;
+  }
+  return true;
+}
+#endif
 
 // Lenient on purpose: RFC 5118 4.10 asks to accept the "2001:db8:::192.0.2.1" form that
 // RFC 3261's ABNF admits.
@@ -261,6 +289,7 @@ HostKind ScanHost(const char* begin, const char* end, const char* limit, const c
   unsigned previous_dot = 1;  // so that a leading '.' counts as an empty label
   unsigned empty_label = 0;
   unsigned other = 0;
+  unsigned first_dots = 0;  // the dots of the first 16 bytes, which hold any IPv4 run
   for (;;) {
     size_t left = static_cast<size_t>(end - p);
     __m128i c = limit - p >= 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))
@@ -275,6 +304,7 @@ HostKind ScanHost(const char* begin, const char* end, const char* limit, const c
     unsigned in_run = (1u << run) - 1;
     unsigned dots = static_cast<unsigned>(_mm_movemask_epi8(dot));
     empty_label |= dots & ((dots << 1) | previous_dot) & in_run;
+    if (p == begin) first_dots = dots & in_run;
     other |= static_cast<unsigned>(_mm_movemask_epi8(named)) & in_run;
     previous_dot = (dots >> 15) & 1;
     p += run;
@@ -297,7 +327,13 @@ HostKind ScanHost(const char* begin, const char* end, const char* limit, const c
 #endif
   *run_end = p;
   if (p == begin || empty_label) return HostKind::kNone;
+#if defined(__SSE2__)
+  const auto size = static_cast<unsigned>(p - begin);
+  if (!other) return size <= 15 && IsDottedQuadRun(begin, size, first_dots) ? HostKind::kIpv4
+                                                                             : HostKind::kNone;
+#else
   if (!other) return IsDottedQuad(begin, p) ? HostKind::kIpv4 : HostKind::kNone;
+#endif
   return *begin == '-' ? HostKind::kNone : HostKind::kName;
 }
 
