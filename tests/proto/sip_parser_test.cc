@@ -636,6 +636,54 @@ TEST_F(SipParserTest, EveryCheckedHeaderIsChecked) {
   }
 }
 
+// RFC 3261 25.1 for Allow, Supported, Require and the like: 1#token, spelled out plainly.
+bool IsTokenListReference(std::string_view value) {
+  auto lws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  auto trim = [&](std::string_view s) {
+    while (!s.empty() && lws(s.front())) s.remove_prefix(1);
+    while (!s.empty() && lws(s.back())) s.remove_suffix(1);
+    return s;
+  };
+  value = trim(value);
+  if (value.empty()) return true;
+  for (;;) {
+    size_t comma = value.find(',');
+    std::string_view item = trim(value.substr(0, comma));
+    if (!IsTokenString(item)) return false;
+    if (comma == std::string_view::npos) return true;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+TEST_F(SipParserTest, TokenListsAreCheckedAsTheGrammarSays) {
+  // Lists assembled at random, reproducibly, from tokens, commas, LWS (folding included)
+  // and bytes that are none of these.
+  constexpr std::string_view kPieces[] = {"timer", "100rel", "a", "x-y.z!", ",", ", ", " ,",
+                                          " ",     "\t",     "\r\n ", ",,", "\"", "<",  "@",
+                                          "\xc3\xa9", ";"};
+  uint64_t state = 42;
+  size_t valid = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string list;
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    for (int k = 0, n = static_cast<int>(state >> 61) + 1; k < n; ++k) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      // Mostly tokens and separators; the odd bytes now and then.
+      size_t pick = (state >> 33) % 40;
+      list += kPieces[pick < 24 ? pick % 11 : pick - 24];
+    }
+    const bool expected = IsTokenListReference(list);
+    valid += expected;
+    ParseResult r = Parse(Options("Supported: " + list + "\r\n"));
+    ASSERT_EQ(r.ok(), expected) << "Supported: " << list;
+    if (!expected) {
+      ASSERT_EQ(r.problem.header, HeaderId::kSupported) << list;
+    }
+  }
+  EXPECT_GT(valid, 2000u);
+  EXPECT_LT(valid, 18000u);
+}
+
 TEST_F(SipParserTest, ClearsThePreviousMessage) {
   std::string big = Invite();
   ASSERT_EQ(Parse(big).status, ParseStatus::kComplete);
