@@ -1062,8 +1062,8 @@ bool ParserState::RunFast(ParseResult* result) {
     // Mostly ": value" with nothing after it: one compare each way instead of TrimLws().
     const char* value = colon + 1;
     if (value < text_end && *value == ' ') ++value;
-    if ((value < text_end && static_cast<uint8_t>(*value) <= ' ') ||
-        (value < text_end && static_cast<uint8_t>(text_end[-1]) <= ' '))
+    if (value < text_end && (static_cast<uint8_t>(*value) <= ' ' ||
+                             static_cast<uint8_t>(text_end[-1]) <= ' '))
       field.value = TrimLws({value, static_cast<size_t>(text_end - value)});
     else
       field.value = {value, static_cast<size_t>(text_end - value)};

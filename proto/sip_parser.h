@@ -93,10 +93,11 @@ class SipParser {
   /// server copy Via, From, To, Call-ID and CSeq into its 400.
   ParseResult Parse(std::string_view input, Framing framing, SipMessage* message) const;
 
-  /// Parse() without its one-pass readers of the common value shapes (Via, Contact, Route,
-  /// Record-Route, From, To, the Request-URI): every value goes through the grammar's
-  /// split-then-parse functions, which alone decide defects. The differential tests hold
-  /// Parse() to it: same result, same message, field for field.
+  /// Parse() without its fast paths: the line loop for the common shape of a message, and
+  /// the one-pass readers of the common value shapes (Via, Contact, Route, Record-Route,
+  /// From, To, the Request-URI). Every value goes through the grammar's split-then-parse
+  /// functions, which alone decide defects. The differential tests hold Parse() to it:
+  /// same result, same message, field for field.
   ParseResult ParseExact(std::string_view input, Framing framing, SipMessage* message) const;
 
   const ParserLimits& limits() const { return limits_; }

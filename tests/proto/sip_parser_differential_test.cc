@@ -1,7 +1,8 @@
-// Holds SipParser::Parse(), with its one-pass readers, to SipParser::ParseExact() on every
-// message of the test corpora and on systematic mutations of each: every truncation, every
-// deleted byte, and a grammar-special byte written over every position. Both parses of an
-// input must agree on the result and on every field of the message.
+// Holds SipParser::Parse(), with its fast paths (the common-shape line loop, the one-pass
+// value readers), to SipParser::ParseExact() on every message of the test corpora and on
+// systematic mutations of each: every truncation, every deleted byte, and a grammar-special
+// byte written over every position. Both parses of an input must agree on the result and
+// on every field of the message.
 
 #include <cstddef>
 #include <filesystem>

@@ -47,7 +47,8 @@ void Exercise(std::string_view input, Framing framing, SipMessage& message) {
     WriteResponse(message, 200, "OK", "fuzz-tag", {}, writer);
 }
 
-// The one-pass readers must accept only what the exact path accepts, and read it the same.
+// The fast paths (the common-shape line loop, the one-pass value readers) must accept only
+// what the exact path accepts, and read it the same.
 void Differential(std::string_view input, Framing framing) {
   static auto* fast = new SipMessage;
   static auto* exact = new SipMessage;
