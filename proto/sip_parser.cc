@@ -1,5 +1,6 @@
 #include "proto/sip_parser.h"
 
+#include <bit>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -297,10 +298,58 @@ const char* SkipLws(const char* p, const char* e) {
   return p;
 }
 
-// ParseParamList() over an item that stops at ',' or `e`, without quoted values.
-template <typename Fn>
-const char* ParseParamsPrefix(const char* p, const char* e, Fn&& fn) {
+// A parameter name with its '=' ("branch="), matched by one masked compare of the word
+// after the ';' instead of a scan: only its letters may differ in case, and it is followed
+// by a value. Up to 9 bytes: a ninth is compared on its own.
+struct ParamKey {
+  uint64_t bytes = 0;  // the first 8 bytes, lower case, little-endian
+  uint64_t mask = 0;   // which of them the key covers
+  uint64_t fold = 0;   // 0x20 on its letters
+  char ninth = 0;      // the 9th byte, or 0
+  uint8_t name_size = 0;
+};
+
+constexpr ParamKey MakeParamKey(std::string_view spelled) {
+  static_assert(std::endian::native == std::endian::little, "keys are little-endian words");
+  ParamKey key;
+  for (size_t i = 0; i < spelled.size() && i < 8; ++i) {
+    key.bytes |= uint64_t{static_cast<uint8_t>(spelled[i])} << (8 * i);
+    key.mask |= uint64_t{0xff} << (8 * i);
+    if (spelled[i] >= 'a' && spelled[i] <= 'z') key.fold |= uint64_t{0x20} << (8 * i);
+  }
+  key.ninth = spelled.size() > 8 ? spelled[8] : 0;
+  key.name_size = static_cast<uint8_t>(spelled.size() - 1);
+  return key;
+}
+
+// ParseParamList() over an item that stops at ',' or `e`, without quoted values. The names
+// in `keys`, the ones the caller looks for, are matched without a scan when written in the
+// usual ";name=value" way; any other shape takes the general loop.
+template <size_t kKeys, typename Fn>
+const char* ParseParamsPrefix(const char* p, const char* e, const char* limit,
+                              const ParamKey (&keys)[kKeys], Fn&& fn) {
   for (;;) {
+    if (p < e && *p == ';' && limit - p >= 10) {
+      uint64_t word;
+      std::memcpy(&word, p + 1, sizeof word);
+      const ParamKey* key = nullptr;
+      for (const ParamKey& k : keys)
+        if (((word | k.fold) & k.mask) == k.bytes && (k.ninth == 0 || p[9] == k.ninth)) {
+          key = &k;
+          break;
+        }
+      if (key != nullptr) {
+        const char* value = p + 2 + key->name_size;
+        const char* value_end = SkipClass(value, e, kParamValue);
+        if (value_end != value) {
+          if (!fn(std::string_view(p + 1, key->name_size),
+                  std::string_view(value, static_cast<size_t>(value_end - value))))
+            return nullptr;
+          p = value_end;
+          continue;
+        }
+      }
+    }
     const char* q = SkipLws(p, e);
     if (q == e || *q == ',') return p;
     if (*q != ';') return nullptr;
@@ -323,6 +372,13 @@ const char* ParseParamsPrefix(const char* p, const char* e, Fn&& fn) {
     if (!fn(name_view, value)) return nullptr;
   }
 }
+
+constexpr ParamKey kViaKeys[] = {MakeParamKey("branch="), MakeParamKey("rport="),
+                                 MakeParamKey("received=")};
+constexpr ParamKey kTagKeys[] = {MakeParamKey("tag=")};
+constexpr ParamKey kContactKeys[] = {MakeParamKey("q="), MakeParamKey("expires="),
+                                     MakeParamKey("tag=")};
+constexpr ParamKey kNoKeys[] = {ParamKey{.bytes = 1, .mask = 0}};  // matches nothing
 
 // `params` runs from the first parameter to the item's end; empty, it sits at the end, as
 // value.substr(value.size()) does in the exact path.
@@ -360,9 +416,10 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
     item_end = j;
   }
   const char* params = SkipLws(j, e);
-  item_end = ParseParamsPrefix(item_end, e, [out](std::string_view name, std::string_view value) {
-    return OnViaParam(out, name, value);
-  });
+  item_end = ParseParamsPrefix(item_end, e, limit, kViaKeys,
+                               [out](std::string_view name, std::string_view value) {
+                                 return OnViaParam(out, name, value);
+                               });
   if (item_end == nullptr) return nullptr;
   out->text = {begin, static_cast<size_t>(item_end - begin)};
   out->params = ParamsView(params, item_end);
@@ -370,9 +427,9 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
 }
 
 // name-addr or addr-spec with header parameters, as ParseNameAddr() plus ParseParamList().
-template <typename Fn>
+template <size_t kKeys, typename Fn>
 const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit, NameAddr* out,
-                                Fn&& on_param) {
+                                const ParamKey (&keys)[kKeys], Fn&& on_param) {
   // Every member but `uri`, which ParseUriPrefix() resets before it can succeed.
   static_assert(sizeof(NameAddr) == 4 * sizeof(std::string_view) + sizeof(SipUri) + 8,
                 "a new NameAddr member must be reset here");
@@ -408,7 +465,7 @@ const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit,
     if (after_uri == nullptr) return nullptr;
   }
   const char* params = SkipLws(after_uri, e);
-  const char* item_end = ParseParamsPrefix(after_uri, e, on_param);
+  const char* item_end = ParseParamsPrefix(after_uri, e, limit, keys, on_param);
   if (item_end == nullptr) return nullptr;
   out->text = {begin, static_cast<size_t>(item_end - begin)};
   out->params = ParamsView(params, item_end);
@@ -416,13 +473,14 @@ const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit,
 }
 
 const char* ParseFromToPrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
-  return ParseNameAddrPrefix(p, e, limit, out, [out](std::string_view name, std::string_view v) {
-    if (EqualsLowerLetters(name, "tag")) {
-      if (v.empty()) return false;
-      out->tag = v;
-    }
-    return true;
-  });
+  return ParseNameAddrPrefix(p, e, limit, out, kTagKeys,
+                             [out](std::string_view name, std::string_view v) {
+                               if (EqualsLowerLetters(name, "tag")) {
+                                 if (v.empty()) return false;
+                                 out->tag = v;
+                               }
+                               return true;
+                             });
 }
 
 const char* ParseContactPrefix(const char* p, const char* e, const char* limit, Contact* out) {
@@ -432,14 +490,14 @@ const char* ParseContactPrefix(const char* p, const char* e, const char* limit, 
   out->expires = -1;
   out->q_millis = -1;
   out->defect = ContactDefect::kNone;
-  return ParseNameAddrPrefix(p, e, limit, &out->address,
+  return ParseNameAddrPrefix(p, e, limit, &out->address, kContactKeys,
                              [out](std::string_view name, std::string_view v) {
                                return OnContactParam(out, name, v);
                              });
 }
 
 const char* ParseRoutePrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
-  return ParseNameAddrPrefix(p, e, limit, out,
+  return ParseNameAddrPrefix(p, e, limit, out, kNoKeys,
                              [](std::string_view, std::string_view) { return true; });
 }
 

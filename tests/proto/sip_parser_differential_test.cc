@@ -68,6 +68,35 @@ TEST_F(ParserDifferentialTest, CorpusMessagesParseTheSameBothWays) {
   }
 }
 
+TEST_F(ParserDifferentialTest, ParameterSpellingsParseTheSameBothWays) {
+  // Parameters the one-pass readers match by a word compare, in the spellings that compare
+  // must take or leave to the general loop: case, LWS, empty and odd values, a name that
+  // only starts like a known one, the end of the buffer right after the value.
+  constexpr std::string_view kViaParams[] = {
+      ";branch=z9hG4bK1",  ";BRANCH=z9hG4bK1", ";Branch=z9hG4bK1;rport", ";branch =z9hG4bK1",
+      ";branch= z9hG4bK1", ";branch=",         ";branches=1;branch=z9hG4bK1",
+      ";rport=5060;branch=z9hG4bK1",           ";rport=0;branch=z9hG4bK1",
+      ";rport=x;branch=z9hG4bK1",              ";received=192.0.2.1;branch=z9hG4bK1",
+      ";RECEIVED=[2001:db8::1];branch=z9hG4bK1", ";received=a..b;branch=z9hG4bK1",
+      ";receivedx=1;branch=z9hG4bK1",          ";branch=\"q\"",
+      ";branch=z9hG4bK1;branch=z9hG4bK2",      ";b\xc3\xa9" "anch=1;branch=z9hG4bK1"};
+  constexpr std::string_view kContactParams[] = {
+      ";q=0.5", ";Q=1", ";q=1.0000", ";q=", ";q =0.1", ";expires=60;q=0.2", ";EXPIRES=x",
+      ";qq=1",  ";tag=x", ";Tag=", ";q=0.5,<sip:b@h>;q=0.7"};
+  for (std::string_view param : kViaParams) {
+    std::string message = "OPTIONS sip:a@b.example SIP/2.0\r\nVia: SIP/2.0/UDP h.example";
+    message += param;
+    EXPECT_EQ(Disagreement(message + "\r\n\r\n"), "") << param;
+    EXPECT_EQ(Disagreement(message), "") << param << " (at the end of the buffer)";
+  }
+  for (std::string_view param : kContactParams) {
+    std::string message =
+        "SIP/2.0 302 Moved\r\nFrom: <sip:a@h>;tag=1\r\nContact: <sip:c@192.0.2.1>";
+    message += param;
+    EXPECT_EQ(Disagreement(message + "\r\nContent-Length: 0\r\n\r\n"), "") << param;
+  }
+}
+
 TEST_F(ParserDifferentialTest, MutatedMessagesParseTheSameBothWays) {
   // What the one-pass readers treat specially, and what they must hand to the exact path.
   constexpr std::string_view kSpecial = " \t;,<>\"@:=[]%?\\/\r\n.-_+0\x80";
