@@ -298,6 +298,15 @@ const char* SkipLws(const char* p, const char* e) {
   return p;
 }
 
+// Four bytes as the word memcpy() loads from them.
+constexpr uint32_t Word4(std::string_view four) {
+  static_assert(std::endian::native == std::endian::little, "words are little-endian");
+  return static_cast<uint32_t>(static_cast<uint8_t>(four[0])) |
+         static_cast<uint32_t>(static_cast<uint8_t>(four[1])) << 8 |
+         static_cast<uint32_t>(static_cast<uint8_t>(four[2])) << 16 |
+         static_cast<uint32_t>(static_cast<uint8_t>(four[3])) << 24;
+}
+
 // A parameter name with its '=' ("branch="), matched by one masked compare of the word
 // after the ';' instead of a scan: only its letters may differ in case, and it is followed
 // by a value. Up to 9 bytes: a ninth is compared on its own.
@@ -396,11 +405,21 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
   out->protocol_version = {p + 4, 3};
   p += 8;
   const char* transport = p;
-  p = SkipClass(p, e, kToken);
-  if (p == transport) return nullptr;
+  const char* host;
+  // "UDP ", "TCP " or "TLS " and the host: the transport and its LWS without a scan.
+  uint32_t word = 0;
+  if (e - p >= 5) std::memcpy(&word, p, sizeof word);
+  if ((word == Word4("UDP ") || word == Word4("TCP ") || word == Word4("TLS ")) &&
+      static_cast<uint8_t>(p[4]) > ' ') {
+    p += 3;
+    host = p + 1;
+  } else {
+    p = SkipClass(p, e, kToken);
+    if (p == transport) return nullptr;
+    host = SkipLws(p, e);
+    if (host == p) return nullptr;
+  }
   out->transport = {transport, static_cast<size_t>(p - transport)};
-  const char* host = SkipLws(p, e);
-  if (host == p) return nullptr;
   out->host_kind = ScanHost(host, e, limit, &p);
   // ParseVia() takes a host up to the first non-token byte ('!' and '%' excluded): a
   // longer run than ScanHost() took means a host the exact path must judge.

@@ -68,10 +68,11 @@ TEST_F(ParserDifferentialTest, CorpusMessagesParseTheSameBothWays) {
   }
 }
 
-TEST_F(ParserDifferentialTest, ParameterSpellingsParseTheSameBothWays) {
-  // Parameters the one-pass readers match by a word compare, in the spellings that compare
-  // must take or leave to the general loop: case, LWS, empty and odd values, a name that
-  // only starts like a known one, the end of the buffer right after the value.
+TEST_F(ParserDifferentialTest, WordComparedSpellingsParseTheSameBothWays) {
+  // What the one-pass readers match by a word compare (Via transports, well-known
+  // parameters), in the spellings that compare must take or leave to the general loop:
+  // case, LWS, empty and odd values, a name that only starts like a known one, the end of
+  // the buffer right after it.
   constexpr std::string_view kViaParams[] = {
       ";branch=z9hG4bK1",  ";BRANCH=z9hG4bK1", ";Branch=z9hG4bK1;rport", ";branch =z9hG4bK1",
       ";branch= z9hG4bK1", ";branch=",         ";branches=1;branch=z9hG4bK1",
@@ -83,6 +84,16 @@ TEST_F(ParserDifferentialTest, ParameterSpellingsParseTheSameBothWays) {
   constexpr std::string_view kContactParams[] = {
       ";q=0.5", ";Q=1", ";q=1.0000", ";q=", ";q =0.1", ";expires=60;q=0.2", ";EXPIRES=x",
       ";qq=1",  ";tag=x", ";Tag=", ";q=0.5,<sip:b@h>;q=0.7"};
+  constexpr std::string_view kViaHeads[] = {
+      "SIP/2.0/UDP h.example", "SIP/2.0/udp h.example", "SIP/2.0/UDP  h.example",
+      "SIP/2.0/UDP\th.example", "SIP/2.0/UDPX h.example", "SIP/2.0/TLS h.example",
+      "SIP/2.0/TCP 192.0.2.1:5060", "SIP/2.0/TCP ", "SIP/2.0/TCP", "SIP/2.0/SCTP h.example"};
+  for (std::string_view head : kViaHeads) {
+    std::string message = "OPTIONS sip:a@b.example SIP/2.0\r\nVia: ";
+    message += head;
+    EXPECT_EQ(Disagreement(message + ";branch=z9hG4bK1\r\n\r\n"), "") << head;
+    EXPECT_EQ(Disagreement(message), "") << head << " (at the end of the buffer)";
+  }
   for (std::string_view param : kViaParams) {
     std::string message = "OPTIONS sip:a@b.example SIP/2.0\r\nVia: SIP/2.0/UDP h.example";
     message += param;
