@@ -521,17 +521,21 @@ const char* ParseRoutePrefix(const char* p, const char* e, const char* limit, Na
 }
 
 bool ParseCSeq(std::string_view v, CSeq* out) {
-  size_t i = 0;
-  while (i < v.size() && IsDigit(v[i])) ++i;
-  uint64_t number;
-  if (!ParseDecimal(v.substr(0, i), kMaxUint32, &number)) return false;
-  size_t method_begin = SkipLws(v, i);
-  if (method_begin == i) return false;
-  std::string_view method = v.substr(method_begin);
-  if (!IsTokenString(method)) return false;
+  // 1*DIGIT LWS Method, the number read as it is scanned.
+  const char* p = v.data();
+  const char* const e = p + v.size();
+  const char* digit = p;
+  uint64_t number = 0;
+  for (; digit < e && IsDigit(*digit); ++digit) {
+    number = number * 10 + static_cast<uint64_t>(*digit - '0');
+    if (number > kMaxUint32) return false;
+  }
+  if (digit == p) return false;
+  const char* method = SkipLws(digit, e);
+  if (method == digit || method == e || !AllToken(method, e)) return false;
   out->number = static_cast<uint32_t>(number);
-  out->method_text = method;
-  out->method = LookupMethod(method);
+  out->method_text = {method, static_cast<size_t>(e - method)};
+  out->method = LookupMethod(out->method_text);
   return true;
 }
 

@@ -1096,6 +1096,11 @@ TEST_F(SipParserTest, RejectsBadScalarsNamingTheHeader) {
       {"CSeq: 4294967296 OPTIONS", HeaderId::kCSeq, "CSeq"},
       {"CSeq: 1", HeaderId::kCSeq, "CSeq"},
       {"CSeq: 1 OPT IONS", HeaderId::kCSeq, "CSeq"},
+      {"CSeq: 1OPTIONS", HeaderId::kCSeq, "CSeq"},
+      {"CSeq: 1 ", HeaderId::kCSeq, "CSeq"},
+      {"CSeq: OPTIONS", HeaderId::kCSeq, "CSeq"},
+      {"CSeq: 99999999999999999999 OPTIONS", HeaderId::kCSeq, "CSeq"},
+      {"CSeq: 1 OPTIONS\"", HeaderId::kCSeq, "CSeq"},
   };
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.line);
@@ -1127,6 +1132,10 @@ TEST_F(SipParserTest, ParsesLeadingZeroScalars) {
   EXPECT_EQ(msg().max_forwards(), 68);
   EXPECT_EQ(msg().cseq().number, 9u);
   EXPECT_EQ(msg().cseq().method, Method::kOptions);
+  EXPECT_EQ(msg().cseq().method_text, "OPTIONS");
+  ReplaceLine(in, "CSeq: ", "CSeq: 0000000000000000004294967295 \t OPTIONS");
+  ASSERT_EQ(Parse(in).status, ParseStatus::kComplete);
+  EXPECT_EQ(msg().cseq().number, 4294967295u);
   EXPECT_EQ(msg().cseq().method_text, "OPTIONS");
 }
 
