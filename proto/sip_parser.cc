@@ -1108,9 +1108,12 @@ bool ParserState::RunFast(ParseResult* result) {
   m_.Clear();
   const char* const base = in_.data();
   const size_t size = in_.size();
-  const char* const end = base + size;
-  if (size == 0 || base[0] == '\r' || base[0] == '\n' || size > limits_.max_message_bytes)
-    return false;
+  const size_t max_bytes = limits_.max_message_bytes;
+  if (size == 0 || base[0] == '\r' || base[0] == '\n') return false;
+  if (framing_ == Framing::kDatagram && size > max_bytes) return false;
+  // A stream buffer may hold several messages: the first one's header block is looked for
+  // within the size limit only, and anything that reaches that bound declines.
+  const char* const end = base + (size < max_bytes ? size : max_bytes);
   NewlineFinder newlines(end);
   const char* line_feed = newlines.Next(base);
   if (line_feed == end || line_feed[-1] != '\r') return false;
@@ -1162,6 +1165,7 @@ bool ParserState::RunFast(ParseResult* result) {
     // A body shorter than its Content-Length: the exact path reports it, or waits for more.
     if (content_length_ > size - body_begin) return false;
     message_end = body_begin + content_length_;
+    if (message_end > max_bytes) return false;  // a stream message over the limit
     m_.content_length_ = static_cast<int64_t>(content_length_);
   } else if (framing_ == Framing::kStream) {
     return false;

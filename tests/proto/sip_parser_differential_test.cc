@@ -108,6 +108,29 @@ TEST_F(ParserDifferentialTest, WordComparedSpellingsParseTheSameBothWays) {
   }
 }
 
+TEST_F(ParserDifferentialTest, StreamBuffersLongerThanTheLimitParseTheSameBothWays) {
+  // A TCP read may hold several messages, more bytes in all than one message may have:
+  // the first must still parse, and one over the limit must still be refused.
+  const std::string first = ReadFile(B2BUA_TEST_DATA_DIR "/sip/redirect302.sip");
+  const std::string second = ReadFile(B2BUA_TEST_DATA_DIR "/sip/invite_sdp.sip");
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(second.empty());
+  for (size_t max_bytes : {first.size() - 1, first.size(), first.size() + 1, size_t{1024},
+                           first.size() + second.size()}) {
+    SipParser parser(ParserLimits{.max_message_bytes = max_bytes});
+    for (const std::string& input : {first + second, first + second + first, first}) {
+      ParseResult fast = parser.Parse(input, Framing::kStream, fast_.get());
+      ParseResult exact = parser.ParseExact(input, Framing::kStream, exact_.get());
+      EXPECT_EQ(testing::MessageDiff::Between(fast, *fast_, exact, *exact_), "")
+          << "limit " << max_bytes << ", input of " << input.size() << " bytes";
+      EXPECT_EQ(fast.ok(), max_bytes >= first.size()) << max_bytes;
+      if (fast.ok()) {
+        EXPECT_EQ(fast.consumed, first.size());
+      }
+    }
+  }
+}
+
 TEST_F(ParserDifferentialTest, MutatedMessagesParseTheSameBothWays) {
   // What the one-pass readers treat specially, and what they must hand to the exact path.
   constexpr std::string_view kSpecial = " \t;,<>\"@:=[]%?\\/\r\n.-_+0\x80";
