@@ -341,9 +341,12 @@ const char* ParseParamsPrefix(const char* p, const char* e, const char* limit,
     if (p < e && *p == ';' && limit - p >= 10) {
       uint64_t word;
       std::memcpy(&word, p + 1, sizeof word);
+      // The word may run past `e` (never past `limit`): a key must fit before `e` as well.
+      const auto room = static_cast<size_t>(e - p);
       const ParamKey* key = nullptr;
       for (const ParamKey& k : keys)
-        if (((word | k.fold) & k.mask) == k.bytes && (k.ninth == 0 || p[9] == k.ninth)) {
+        if (((word | k.fold) & k.mask) == k.bytes && (k.ninth == 0 || p[9] == k.ninth) &&
+            room > k.name_size + 1u) {
           key = &k;
           break;
         }
