@@ -335,18 +335,17 @@ constexpr ParamKey MakeParamKey(std::string_view spelled) {
 // in `keys`, the ones the caller looks for, are matched without a scan when written in the
 // usual ";name=value" way; any other shape takes the general loop.
 template <size_t kKeys, typename Fn>
-const char* ParseParamsPrefix(const char* p, const char* e, const char* limit,
-                              const ParamKey (&keys)[kKeys], Fn&& fn) {
+const char* ParseParamsPrefix(const char* p, const char* e, const ParamKey (&keys)[kKeys],
+                              Fn&& fn) {
   for (;;) {
-    if (p < e && *p == ';' && limit - p >= 10) {
+    // Ten bytes (';', a key of up to 9 and a value byte) are read only when the value
+    // holds them, so nothing after it can take part in a match.
+    if (e - p >= 10 && *p == ';') {
       uint64_t word;
       std::memcpy(&word, p + 1, sizeof word);
-      // The word may run past `e` (never past `limit`): a key must fit before `e` as well.
-      const auto room = static_cast<size_t>(e - p);
       const ParamKey* key = nullptr;
       for (const ParamKey& k : keys)
-        if (((word | k.fold) & k.mask) == k.bytes && (k.ninth == 0 || p[9] == k.ninth) &&
-            room > k.name_size + 1u) {
+        if (((word | k.fold) & k.mask) == k.bytes && (k.ninth == 0 || p[9] == k.ninth)) {
           key = &k;
           break;
         }
@@ -438,10 +437,10 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
     item_end = j;
   }
   const char* params = SkipLws(j, e);
-  item_end = ParseParamsPrefix(item_end, e, limit, kViaKeys,
-                               [out](std::string_view name, std::string_view value) {
-                                 return OnViaParam(out, name, value);
-                               });
+  item_end = ParseParamsPrefix(item_end, e, kViaKeys, [out](std::string_view name,
+                                                            std::string_view value) {
+    return OnViaParam(out, name, value);
+  });
   if (item_end == nullptr) return nullptr;
   out->text = {begin, static_cast<size_t>(item_end - begin)};
   out->params = ParamsView(params, item_end);
@@ -487,7 +486,7 @@ const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit,
     if (after_uri == nullptr) return nullptr;
   }
   const char* params = SkipLws(after_uri, e);
-  const char* item_end = ParseParamsPrefix(after_uri, e, limit, keys, on_param);
+  const char* item_end = ParseParamsPrefix(after_uri, e, keys, on_param);
   if (item_end == nullptr) return nullptr;
   out->text = {begin, static_cast<size_t>(item_end - begin)};
   out->params = ParamsView(params, item_end);
