@@ -114,6 +114,9 @@ constexpr bool IsTokenString(std::string_view s) {
 
 /// Removes leading and trailing LWS (including the CR/LF of folded lines).
 constexpr std::string_view TrimLws(std::string_view s) {
+  // Most values have nothing to trim: two compares settle it.
+  if (s.empty() || (static_cast<uint8_t>(s.front()) > ' ' && static_cast<uint8_t>(s.back()) > ' '))
+    return s;
   size_t b = 0, e = s.size();
   // Every LWS byte is <= ' ': the usual non-LWS byte costs one compare, no table load.
   while (b < e && static_cast<uint8_t>(s[b]) <= ' ' && IsLws(s[b])) ++b;

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstring>
+#include <span>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -298,13 +299,16 @@ const char* SkipLws(const char* p, const char* e) {
   return p;
 }
 
-// Four bytes as the word memcpy() loads from them.
-constexpr uint32_t Word4(std::string_view four) {
+// Up to 8 bytes as the word memcpy() loads from them.
+constexpr uint64_t LoadedWord(std::string_view bytes) {
   static_assert(std::endian::native == std::endian::little, "words are little-endian");
-  return static_cast<uint32_t>(static_cast<uint8_t>(four[0])) |
-         static_cast<uint32_t>(static_cast<uint8_t>(four[1])) << 8 |
-         static_cast<uint32_t>(static_cast<uint8_t>(four[2])) << 16 |
-         static_cast<uint32_t>(static_cast<uint8_t>(four[3])) << 24;
+  uint64_t word = 0;
+  for (size_t i = 0; i < bytes.size() && i < 8; ++i)
+    word |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
+  return word;
+}
+constexpr uint32_t Word4(std::string_view four) {
+  return static_cast<uint32_t>(LoadedWord(four.substr(0, 4)));
 }
 
 // A parameter name with its '=' ("branch="), matched by one masked compare of the word
@@ -319,10 +323,9 @@ struct ParamKey {
 };
 
 constexpr ParamKey MakeParamKey(std::string_view spelled) {
-  static_assert(std::endian::native == std::endian::little, "keys are little-endian words");
   ParamKey key;
+  key.bytes = LoadedWord(spelled);
   for (size_t i = 0; i < spelled.size() && i < 8; ++i) {
-    key.bytes |= uint64_t{static_cast<uint8_t>(spelled[i])} << (8 * i);
     key.mask |= uint64_t{0xff} << (8 * i);
     if (spelled[i] >= 'a' && spelled[i] <= 'z') key.fold |= uint64_t{0x20} << (8 * i);
   }
@@ -334,13 +337,13 @@ constexpr ParamKey MakeParamKey(std::string_view spelled) {
 // ParseParamList() over an item that stops at ',' or `e`, without quoted values. The names
 // in `keys`, the ones the caller looks for, are matched without a scan when written in the
 // usual ";name=value" way; any other shape takes the general loop.
-template <size_t kKeys, typename Fn>
-const char* ParseParamsPrefix(const char* p, const char* e, const ParamKey (&keys)[kKeys],
+template <typename Fn>
+const char* ParseParamsPrefix(const char* p, const char* e, std::span<const ParamKey> keys,
                               Fn&& fn) {
   for (;;) {
     // Ten bytes (';', a key of up to 9 and a value byte) are read only when the value
     // holds them, so nothing after it can take part in a match.
-    if (e - p >= 10 && *p == ';') {
+    if (!keys.empty() && e - p >= 10 && *p == ';') {
       uint64_t word;
       std::memcpy(&word, p + 1, sizeof word);
       const ParamKey* key = nullptr;
@@ -389,7 +392,6 @@ constexpr ParamKey kViaKeys[] = {MakeParamKey("branch="), MakeParamKey("rport=")
 constexpr ParamKey kTagKeys[] = {MakeParamKey("tag=")};
 constexpr ParamKey kContactKeys[] = {MakeParamKey("q="), MakeParamKey("expires="),
                                      MakeParamKey("tag=")};
-constexpr ParamKey kNoKeys[] = {ParamKey{.bytes = 1, .mask = 0}};  // matches nothing
 
 // `params` runs from the first parameter to the item's end; empty, it sits at the end, as
 // value.substr(value.size()) does in the exact path.
@@ -448,9 +450,9 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
 }
 
 // name-addr or addr-spec with header parameters, as ParseNameAddr() plus ParseParamList().
-template <size_t kKeys, typename Fn>
+template <typename Fn>
 const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit, NameAddr* out,
-                                const ParamKey (&keys)[kKeys], Fn&& on_param) {
+                                std::span<const ParamKey> keys, Fn&& on_param) {
   // Every member but `uri`, which ParseUriPrefix() resets before it can succeed.
   static_assert(sizeof(NameAddr) == 4 * sizeof(std::string_view) + sizeof(SipUri) + 8,
                 "a new NameAddr member must be reset here");
@@ -518,7 +520,7 @@ const char* ParseContactPrefix(const char* p, const char* e, const char* limit, 
 }
 
 const char* ParseRoutePrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
-  return ParseNameAddrPrefix(p, e, limit, out, kNoKeys,
+  return ParseNameAddrPrefix(p, e, limit, out, {},
                              [](std::string_view, std::string_view) { return true; });
 }
 
@@ -769,6 +771,7 @@ class ParserState {
   }
 
   void ParseStartLine(std::string_view line);
+  // Stores a header line (`value` already LWS-trimmed) and checks its value.
   void OnHeader(std::string_view name, std::string_view value, HeaderId id);
   void ParseHeaderValue(const HeaderField& field);
   template <typename Value, typename ParseOne>
@@ -962,7 +965,7 @@ inline void ParserState::OnHeader(std::string_view name, std::string_view value,
   if (m_.header_count_ == SipMessage::kMaxHeaders) return Fail(Defect::kTooManyHeaders);
   HeaderField& field = m_.headers_[m_.header_count_++];
   field.name = name;
-  field.value = TrimLws(value);
+  field.value = value;
   field.id = id;
   // After the first defect only the raw lines are kept: enough to address an error answer.
   // Headers without a grammar to check (unknown ones, Subject, ...) skip the call and its
@@ -1068,7 +1071,7 @@ ParseResult ParserState::Run() {
       p = newline < input_end ? newline + 1 : input_end;
     }
     OnHeader({name, static_cast<size_t>(name_end - name)},
-             {colon + 1, static_cast<size_t>(value_end - colon - 1)}, id);
+             TrimLws({colon + 1, static_cast<size_t>(value_end - colon - 1)}), id);
   }
   const bool saw_empty_line = body != nullptr;
   const size_t body_begin = saw_empty_line ? static_cast<size_t>(body - base) : 0;
@@ -1142,22 +1145,11 @@ bool ParserState::RunFast(ParseResult* result) {
     const HeaderId id = detail::LookupHeaderIdInline(p, name_size);
     // A known name matched exactly, so it is a token; "Via :" and the like take Run().
     if (id == HeaderId::kOther && (name_size == 0 || !AllToken(p, colon))) return false;
-    if (m_.header_count_ == SipMessage::kMaxHeaders) return false;
-    HeaderField& field = m_.headers_[m_.header_count_++];
-    field.name = {p, name_size};
-    // Mostly ": value" with nothing after it: one compare each way instead of TrimLws().
+    // Mostly ": value": the one SP is skipped before TrimLws(), which then has nothing to do.
     const char* value = colon + 1;
     if (value < text_end && *value == ' ') ++value;
-    if (value < text_end && (static_cast<uint8_t>(*value) <= ' ' ||
-                             static_cast<uint8_t>(text_end[-1]) <= ' '))
-      field.value = TrimLws({value, static_cast<size_t>(text_end - value)});
-    else
-      field.value = {value, static_cast<size_t>(text_end - value)};
-    field.id = id;
-    if (((kCheckedHeaders >> static_cast<unsigned>(id)) & 1) != 0) {
-      ParseHeaderValue(field);
-      if (problem_) return false;
-    }
+    OnHeader({p, name_size}, TrimLws({value, static_cast<size_t>(text_end - value)}), id);
+    if (problem_) return false;
     p = next;
   }
 
