@@ -21,7 +21,7 @@ namespace detail {
 // case and `fold` has 0x20 where a letter may differ in case, so (in ^ lower) & ~fold == 0
 // accepts exactly the spellings EqualsIgnoreCase accepts, with no per-byte loop.
 inline constexpr size_t kMaxHeaderNameLength = 20;
-inline constexpr size_t kHeaderNameSlots = 128;
+inline constexpr size_t kHeaderNameSlots = 256;
 
 struct alignas(8) HeaderNameSlot {
   char lower[24] = {};  // kMaxHeaderNameLength rounded up to whole words
@@ -40,7 +40,7 @@ extern const HeaderNameIndex kHeaderNameIndex;
 
 constexpr size_t HeaderNameHash(size_t n, char first, char middle, char last) {
   auto lower = [](char c) { return static_cast<size_t>(static_cast<uint8_t>(c) | 0x20); };
-  return (n + 2 * lower(first) + lower(last) + 15 * lower(middle)) & (kHeaderNameSlots - 1);
+  return (n + lower(first) + 16 * lower(last) + 24 * lower(middle)) & (kHeaderNameSlots - 1);
 }
 
 template <typename Word>

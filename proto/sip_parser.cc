@@ -170,17 +170,18 @@ Defect ParseFromTo(std::string_view value, NameAddr* out) {
   return ok ? Defect::kNone : Defect::kBadHeaderValue;
 }
 
-bool OnContactParam(Contact* out, std::string_view name, std::string_view v) {
-  if (EqualsLowerLetters(name, "q")) {
+// `key` indexes kContactKeys when the caller matched the name already, or is -1.
+bool OnContactParam(Contact* out, int key, std::string_view name, std::string_view v) {
+  if (key == 0 || (key < 0 && EqualsLowerLetters(name, "q"))) {
     if (!ParseQValue(v, &out->q_millis)) {
       out->q_millis = -1;
       out->defect = ContactDefect::kBadQValue;
     }
-  } else if (EqualsLowerLetters(name, "expires")) {
+  } else if (key == 1 || (key < 0 && EqualsLowerLetters(name, "expires"))) {
     uint64_t seconds;
     if (ParseDecimal(v, kMaxUint32, &seconds)) out->expires = static_cast<int64_t>(seconds);
     else if (out->defect == ContactDefect::kNone) out->defect = ContactDefect::kBadExpires;
-  } else if (EqualsLowerLetters(name, "tag")) {
+  } else if (key == 2 || (key < 0 && EqualsLowerLetters(name, "tag"))) {
     out->address.tag = v;
   }
   return true;
@@ -192,7 +193,7 @@ Defect ParseContact(std::string_view value, Contact* out) {
   Defect d = ParseNameAddr(value, &out->address, &params);
   if (d != Defect::kNone) return d;
   bool ok = ParseParamList(params, 0, [&](std::string_view name, std::string_view v) {
-    return OnContactParam(out, name, v);
+    return OnContactParam(out, -1, name, v);
   });
   return ok ? Defect::kNone : Defect::kBadHeaderValue;
 }
@@ -336,7 +337,9 @@ constexpr ParamKey MakeParamKey(std::string_view spelled) {
 
 // ParseParamList() over an item that stops at ',' or `e`, without quoted values. The names
 // in `keys`, the ones the caller looks for, are matched without a scan when written in the
-// usual ";name=value" way; any other shape takes the general loop.
+// usual ";name=value" way; any other shape takes the general loop. `fn(key, name, value)`
+// learns which key matched (its index, with a value of at least one byte) or gets -1, and
+// must then judge the name itself.
 template <typename Fn>
 const char* ParseParamsPrefix(const char* p, const char* e, std::span<const ParamKey> keys,
                               Fn&& fn) {
@@ -356,7 +359,7 @@ const char* ParseParamsPrefix(const char* p, const char* e, std::span<const Para
         const char* value = p + 2 + key->name_size;
         const char* value_end = SkipClass(value, e, kParamValue);
         if (value_end != value) {
-          if (!fn(std::string_view(p + 1, key->name_size),
+          if (!fn(static_cast<int>(key - keys.data()), std::string_view(p + 1, key->name_size),
                   std::string_view(value, static_cast<size_t>(value_end - value))))
             return nullptr;
           p = value_end;
@@ -383,10 +386,11 @@ const char* ParseParamsPrefix(const char* p, const char* e, std::span<const Para
       value = {value_begin, static_cast<size_t>(j - value_begin)};
       p = j;
     }
-    if (!fn(name_view, value)) return nullptr;
+    if (!fn(-1, name_view, value)) return nullptr;
   }
 }
 
+// Indexes into these are the `key` that ParseParamsPrefix() passes on.
 constexpr ParamKey kViaKeys[] = {MakeParamKey("branch="), MakeParamKey("rport="),
                                  MakeParamKey("received=")};
 constexpr ParamKey kTagKeys[] = {MakeParamKey("tag=")};
@@ -439,9 +443,13 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
     item_end = j;
   }
   const char* params = SkipLws(j, e);
-  item_end = ParseParamsPrefix(item_end, e, kViaKeys, [out](std::string_view name,
+  item_end = ParseParamsPrefix(item_end, e, kViaKeys, [out](int key, std::string_view name,
                                                             std::string_view value) {
-    return OnViaParam(out, name, value);
+    switch (key) {
+      case 0: out->branch = value; return true;
+      case 1: out->has_rport = true; return ParsePort(value, &out->rport);
+      default: return OnViaParam(out, name, value);
+    }
   });
   if (item_end == nullptr) return nullptr;
   out->text = {begin, static_cast<size_t>(item_end - begin)};
@@ -497,8 +505,8 @@ const char* ParseNameAddrPrefix(const char* p, const char* e, const char* limit,
 
 const char* ParseFromToPrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
   return ParseNameAddrPrefix(p, e, limit, out, kTagKeys,
-                             [out](std::string_view name, std::string_view v) {
-                               if (EqualsLowerLetters(name, "tag")) {
+                             [out](int key, std::string_view name, std::string_view v) {
+                               if (key == 0 || EqualsLowerLetters(name, "tag")) {
                                  if (v.empty()) return false;
                                  out->tag = v;
                                }
@@ -514,14 +522,14 @@ const char* ParseContactPrefix(const char* p, const char* e, const char* limit, 
   out->q_millis = -1;
   out->defect = ContactDefect::kNone;
   return ParseNameAddrPrefix(p, e, limit, &out->address, kContactKeys,
-                             [out](std::string_view name, std::string_view v) {
-                               return OnContactParam(out, name, v);
+                             [out](int key, std::string_view name, std::string_view v) {
+                               return OnContactParam(out, key, name, v);
                              });
 }
 
 const char* ParseRoutePrefix(const char* p, const char* e, const char* limit, NameAddr* out) {
   return ParseNameAddrPrefix(p, e, limit, out, {},
-                             [](std::string_view, std::string_view) { return true; });
+                             [](int, std::string_view, std::string_view) { return true; });
 }
 
 bool ParseCSeq(std::string_view v, CSeq* out) {

@@ -188,6 +188,32 @@ TEST(HeaderIdTest, CompactFormsMapToLongForms) {
   }
 }
 
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  return out;
+}
+
+TEST(HeaderIdTest, EveryKnownNameRoundTrips) {
+  for (unsigned i = 1; i < static_cast<unsigned>(HeaderId::kCount); ++i) {
+    const auto id = static_cast<HeaderId>(i);
+    std::string_view name = HeaderName(id);
+    SCOPED_TRACE(name);
+    ASSERT_FALSE(name.empty()) << "HeaderId " << i << " has no name";
+    EXPECT_EQ(LookupHeaderId(name), id);
+    EXPECT_EQ(LookupHeaderId(Upper(name)), id);
+    EXPECT_EQ(LookupHeaderId(Lower(name)), id);
+    // One letter more or less is another header ("T" is the compact form of To).
+    EXPECT_EQ(LookupHeaderId(std::string(name) + "s"), HeaderId::kOther);
+    if (name.size() > 2)
+      EXPECT_EQ(LookupHeaderId(name.substr(0, name.size() - 1)), HeaderId::kOther);
+  }
+  EXPECT_EQ(LookupHeaderId("user-agent"), HeaderId::kUserAgent);
+  EXPECT_EQ(LookupHeaderId("WWW-Authenticate"), HeaderId::kWwwAuthenticate);
+  EXPECT_EQ(LookupHeaderId("RSeq"), HeaderId::kRSeq);
+}
+
 TEST(HeaderIdTest, NamesAreCaseInsensitive) {
   EXPECT_EQ(LookupHeaderId("call-id"), HeaderId::kCallId);
   EXPECT_EQ(LookupHeaderId("CALL-ID"), HeaderId::kCallId);
