@@ -170,18 +170,24 @@ Defect ParseFromTo(std::string_view value, NameAddr* out) {
   return ok ? Defect::kNone : Defect::kBadHeaderValue;
 }
 
-// `key` indexes kContactKeys when the caller matched the name already, or is -1.
+// The parameters a one-pass reader matches by word compare (kViaKeys, kContactKeys below),
+// in the order of their keys: ParseParamsPrefix() hands the index on.
+enum ViaKey : int { kViaBranch, kViaRport, kViaReceived };
+enum ContactKey : int { kContactQ, kContactExpires, kContactTag };
+constexpr int kNoKey = -1;
+
+// `key` is the ContactKey the caller matched already, or kNoKey.
 bool OnContactParam(Contact* out, int key, std::string_view name, std::string_view v) {
-  if (key == 0 || (key < 0 && EqualsLowerLetters(name, "q"))) {
+  if (key == kContactQ || (key == kNoKey && EqualsLowerLetters(name, "q"))) {
     if (!ParseQValue(v, &out->q_millis)) {
       out->q_millis = -1;
       out->defect = ContactDefect::kBadQValue;
     }
-  } else if (key == 1 || (key < 0 && EqualsLowerLetters(name, "expires"))) {
+  } else if (key == kContactExpires || (key == kNoKey && EqualsLowerLetters(name, "expires"))) {
     uint64_t seconds;
     if (ParseDecimal(v, kMaxUint32, &seconds)) out->expires = static_cast<int64_t>(seconds);
     else if (out->defect == ContactDefect::kNone) out->defect = ContactDefect::kBadExpires;
-  } else if (key == 2 || (key < 0 && EqualsLowerLetters(name, "tag"))) {
+  } else if (key == kContactTag || (key == kNoKey && EqualsLowerLetters(name, "tag"))) {
     out->address.tag = v;
   }
   return true;
@@ -193,7 +199,7 @@ Defect ParseContact(std::string_view value, Contact* out) {
   Defect d = ParseNameAddr(value, &out->address, &params);
   if (d != Defect::kNone) return d;
   bool ok = ParseParamList(params, 0, [&](std::string_view name, std::string_view v) {
-    return OnContactParam(out, -1, name, v);
+    return OnContactParam(out, kNoKey, name, v);
   });
   return ok ? Defect::kNone : Defect::kBadHeaderValue;
 }
@@ -338,8 +344,8 @@ constexpr ParamKey MakeParamKey(std::string_view spelled) {
 // ParseParamList() over an item that stops at ',' or `e`, without quoted values. The names
 // in `keys`, the ones the caller looks for, are matched without a scan when written in the
 // usual ";name=value" way; any other shape takes the general loop. `fn(key, name, value)`
-// learns which key matched (its index, with a value of at least one byte) or gets -1, and
-// must then judge the name itself.
+// learns which key matched (its index, with a value of at least one byte) or gets kNoKey,
+// and must then judge the name itself.
 template <typename Fn>
 const char* ParseParamsPrefix(const char* p, const char* e, std::span<const ParamKey> keys,
                               Fn&& fn) {
@@ -386,11 +392,11 @@ const char* ParseParamsPrefix(const char* p, const char* e, std::span<const Para
       value = {value_begin, static_cast<size_t>(j - value_begin)};
       p = j;
     }
-    if (!fn(-1, name_view, value)) return nullptr;
+    if (!fn(kNoKey, name_view, value)) return nullptr;
   }
 }
 
-// Indexes into these are the `key` that ParseParamsPrefix() passes on.
+// In ViaKey and ContactKey order; kTagKeys has the one key 0.
 constexpr ParamKey kViaKeys[] = {MakeParamKey("branch="), MakeParamKey("rport="),
                                  MakeParamKey("received=")};
 constexpr ParamKey kTagKeys[] = {MakeParamKey("tag=")};
@@ -446,8 +452,8 @@ const char* ParseViaPrefix(const char* p, const char* e, const char* limit, Via*
   item_end = ParseParamsPrefix(item_end, e, kViaKeys, [out](int key, std::string_view name,
                                                             std::string_view value) {
     switch (key) {
-      case 0: out->branch = value; return true;
-      case 1: out->has_rport = true; return ParsePort(value, &out->rport);
+      case kViaBranch: out->branch = value; return true;
+      case kViaRport: out->has_rport = true; return ParsePort(value, &out->rport);
       default: return OnViaParam(out, name, value);
     }
   });

@@ -20,7 +20,6 @@
 
 namespace b2bua::proto::bench {
 
-
 struct SampleSpec {
   std::string_view file;
   size_t contact_count;  // what every parser must find; catches a silently skipped list
