@@ -88,17 +88,71 @@ void AppendHeader(std::string& out, std::string_view name, std::string_view valu
   StrAppend(&out, name, ": ", value, "\r\n");
 }
 
+bool IsPreferredIdentity(const proto::HeaderField& h) {
+  return h.id == proto::HeaderId::kOther &&
+         proto::EqualsIgnoreCase(h.name, "P-Preferred-Identity");
+}
+
+// Which identity headers (RFC 3325) PassedHeaders() lets through.
+enum class IdentityHeaders : uint8_t {
+  kAsserted,    // the sender is in the trust domain: its P-Asserted-Identity passes
+  kUntrusted,   // anyone could have written a P-Asserted-Identity: it is dropped
+  kPerNextHop,  // neither: the call adds them for each next hop (CallerIdentity)
+};
+
 // The headers of `message` the policy lets through, as ready-made lines.
-std::string PassedHeaders(const SipMessage& message, const HeaderPolicy& policy) {
+std::string PassedHeaders(const SipMessage& message, const HeaderPolicy& policy,
+                          IdentityHeaders identity) {
   std::string out;
   for (size_t i = 0; i < message.header_count(); ++i) {
     const proto::HeaderField& h = message.headers()[i];
     if (IsHopByHop(h.id)) continue;
+    if (h.id == proto::HeaderId::kPAssertedIdentity && identity != IdentityHeaders::kAsserted)
+      continue;
+    if (identity == IdentityHeaders::kPerNextHop && IsPreferredIdentity(h)) continue;
     std::string_view name = h.id == proto::HeaderId::kOther ? h.name : proto::HeaderName(h.id);
     if (!policy.IsPassed(name)) continue;
     AppendHeader(out, name, h.value);
   }
   return out;
+}
+
+IdentityHeaders IdentityFrom(const AccessConfig& access, const Peer& sender) {
+  return access.IsTrusted(sender.address) ? IdentityHeaders::kAsserted
+                                          : IdentityHeaders::kUntrusted;
+}
+
+// The identity headers of a new INVITE, which go out or not per next hop.
+struct CallerIdentity {
+  std::string asserted;     // P-Asserted-Identity lines, from a trusted source only
+  std::string preferred;    // P-Preferred-Identity lines
+  bool privacy_id = false;  // "Privacy: id": the asserted identity stays in the trust domain
+};
+
+CallerIdentity ExtractIdentity(const SipMessage& request, const HeaderPolicy& policy,
+                               bool trusted_source) {
+  CallerIdentity identity;
+  const bool pass_asserted = trusted_source && policy.IsPassed("P-Asserted-Identity");
+  const bool pass_preferred = policy.IsPassed("P-Preferred-Identity");
+  for (size_t i = 0; i < request.header_count(); ++i) {
+    const proto::HeaderField& h = request.headers()[i];
+    if (h.id == proto::HeaderId::kPAssertedIdentity) {
+      if (pass_asserted) AppendHeader(identity.asserted, "P-Asserted-Identity", h.value);
+    } else if (IsPreferredIdentity(h)) {
+      if (pass_preferred) AppendHeader(identity.preferred, "P-Preferred-Identity", h.value);
+    } else if (h.id == proto::HeaderId::kOther && proto::EqualsIgnoreCase(h.name, "Privacy")) {
+      // priv-values are separated by ';' (RFC 3323 4.2); commas are tolerated as well.
+      std::string_view rest = h.value;
+      while (!rest.empty()) {
+        const size_t end = rest.find_first_of(";,");
+        const std::string_view value = proto::TrimLws(rest.substr(0, end));
+        if (proto::EqualsIgnoreCase(value, "id")) identity.privacy_id = true;
+        if (end == std::string_view::npos) break;
+        rest.remove_prefix(end + 1);
+      }
+    }
+  }
+  return identity;
 }
 
 void AppendBody(std::string& out, std::string_view body, std::string_view content_type) {
@@ -206,6 +260,10 @@ struct CallSetup {
   std::string offer_body;
   std::string offer_type;
   std::string passed;  // pass-through headers of the caller's INVITE
+  // Identity headers (RFC 3325), added per next hop by SendBLegInvite().
+  std::string asserted_identity;  // from a trusted caller only
+  std::string preferred_identity;
+  bool privacy_id = false;
   bool sent_181 = false;
   std::string a_2xx;   // the 2xx we retransmit until the caller's ACK
   proto::TimePoint a_2xx_deadline{};
@@ -281,6 +339,11 @@ struct CallEngine::Call {
   bool cancelled = false;
   std::shared_ptr<const Config> config;  // the snapshot the call began with
   const Route* route = nullptr;          // points into `config`
+  // Limits this call holds a share of, given back in EndCall(). The RouteLoad lives in
+  // `config` (and in later snapshots that inherited it).
+  RouteLoad* held_route_load = nullptr;
+  bool source_counted = false;
+  proto::NetAddress source_address;  // the caller's address, for max_calls_per_source
   proto::TimePoint started;
   std::unique_ptr<CallSetup> setup_state;
   // The redirect part of the call record, written when the set-up state is freed.
@@ -485,6 +548,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
     RespondStateless(id, request, 482, "Loop Detected", {});
     return;
   }
+  CallAdmission admission;
+  if (!AdmitCall(id, request, source, &admission)) return;
 
   auto owned = std::make_unique<Call>();
   Call& call = *owned;
@@ -497,7 +562,15 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   call.setup().max_forwards = request.max_forwards() < 0 ? 70 : request.max_forwards();
   call.setup().offer_body = std::string(request.body());
   call.setup().offer_type = std::string(request.content_type());
-  call.setup().passed = PassedHeaders(request, config.headers);
+  call.setup().passed = PassedHeaders(request, config.headers, IdentityHeaders::kPerNextHop);
+  CallerIdentity identity =
+      ExtractIdentity(request, config.headers, config.access.IsTrusted(source.address));
+  call.setup().asserted_identity = std::move(identity.asserted);
+  call.setup().preferred_identity = std::move(identity.preferred);
+  call.setup().privacy_id = identity.privacy_id;
+  call.held_route_load = admission.route_load;
+  call.source_counted = admission.source_counted;
+  call.source_address = source.address;
 
   call.a.call_id = std::string(request.call_id());
   call.a.remote_party = std::string(request.from().text);
@@ -531,8 +604,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   ArmTimer(*raw, &raw->timer_c, config.limits.no_answer_timeout, kTimerC);
 
   const proto::SipUri& ruri = request.request_uri();
-  // No user part matches only the default route.
-  const Route* route = config.routes.Match(ruri.user);
+  // The route AdmitCall() chose: the best match, or the one a full route overflowed to.
+  const Route* route = admission.route;
   raw->route = route;
   TargetSetLimits limits;
   limits.max_targets = static_cast<uint16_t>(SettingsFor(*raw).max_targets);
@@ -594,6 +667,71 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   if (!StartNextAttempt(*raw)) FinishSearch(*raw);
 }
 
+bool CallEngine::AdmitCall(TransactionId id, const SipMessage& request, const Peer& source,
+                           CallAdmission* out) {
+  const Config& config = *config_;
+  const AccessConfig& access = config.access;
+  auto refuse = [&](RejectReason reason, int status, std::string_view phrase,
+                    std::string_view extra) {
+    context_.counters->requests_rejected[static_cast<size_t>(reason)].Inc();
+    RespondStateless(id, request, status, phrase, extra);
+    return false;
+  };
+  const proto::SipUri& ruri = request.request_uri();
+  // No user part matches only the default route.
+  const Route* chain[8];
+  const size_t matched = config.routes.MatchChain(ruri.user, chain, std::size(chain));
+  if (matched > 0 && !chain[0]->callers.empty() && !chain[0]->callers.Contains(source.address)) {
+    return refuse(RejectReason::kRelayDenied, 403, "Forbidden",
+                  "Reason: SIP;cause=403;text=\"route not allowed for this source\"\r\n");
+  }
+  // Without a route the Request-URI host is the next hop: an open relay unless only the
+  // sources that may relay get it. A Request-URI naming the B2BUA gets its 404 later.
+  if (matched == 0 && ruri.IsSip() && !NamesSelf(ruri) &&
+      !access.MayRelayToRequestUri(source.address)) {
+    return refuse(RejectReason::kRelayDenied, 403, "Forbidden",
+                  "Reason: SIP;cause=403;text=\"relaying to the Request-URI is not allowed\"\r\n");
+  }
+  SharedCallLimits* limits = context_.call_limits;
+  const proto::TimePoint now = context_.clock->Now();
+  if (limits != nullptr && !limits->global_rate.TryAcquire(now, config.limits.calls_per_second)) {
+    return refuse(RejectReason::kRate, 503, "Service Unavailable",
+                  "Retry-After: 1\r\nReason: SIP;cause=503;text=\"call rate limit\"\r\n");
+  }
+  // Trunks and core proxies carry many callers' calls: the per-source cap is for the rest.
+  if (limits != nullptr && access.max_calls_per_source != 0 &&
+      !access.IsTrusted(source.address)) {
+    if (!limits->per_source.TryAcquire(source.address, access.max_calls_per_source)) {
+      return refuse(RejectReason::kCallsPerSource, 503, "Service Unavailable",
+                    "Retry-After: 5\r\nReason: SIP;cause=503;text=\"too many calls from this "
+                    "source\"\r\n");
+    }
+    out->source_counted = true;
+  }
+  if (matched == 0) return true;
+  // A route at its capacity or rate hands the call to the next route that matches.
+  for (size_t i = 0; i < matched; ++i) {
+    const Route* route = chain[i];
+    if (!route->callers.empty() && !route->callers.Contains(source.address)) continue;
+    if (route->action == Route::Action::kRedirect) {
+      out->route = route;
+      return true;
+    }
+    if (!route->load->calls.TryAcquire(route->max_calls)) continue;
+    if (!route->load->rate.TryAcquire(now, route->calls_per_second)) {
+      route->load->calls.Release();
+      continue;
+    }
+    out->route = route;
+    out->route_load = route->load.get();
+    return true;
+  }
+  if (out->source_counted) limits->per_source.Release(source.address);
+  out->source_counted = false;
+  return refuse(RejectReason::kRouteLimit, 503, "Service Unavailable",
+                "Retry-After: 5\r\nReason: SIP;cause=503;text=\"route at capacity\"\r\n");
+}
+
 bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const Peer& destination,
                                 std::string_view proxy_route) {
   const RedirectSettings& settings = SettingsFor(call);
@@ -636,6 +774,14 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
     }
   }
   StrAppend(&out, call.setup().passed);
+  {
+    // RFC 3325: the asserted identity stays inside the trust domain when the caller asked
+    // for privacy, and a preferred identity is never handed to a trusted next hop, which
+    // could take it for one we asserted.
+    const bool trusted_hop = call.config->access.IsTrusted(destination.address);
+    if (trusted_hop || !call.setup().privacy_id) StrAppend(&out, call.setup().asserted_identity);
+    if (!trusted_hop) StrAppend(&out, call.setup().preferred_identity);
+  }
   AppendBody(out, call.setup().offer_body, call.setup().offer_type);
   call.b.peer = destination;
   call.b_acked = false;
@@ -1100,7 +1246,8 @@ void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
     call.state = Call::State::kEarly;
     std::string out = call.setup().a_head.Start(status, response.reason_phrase(), call.a_tag);
     AppendHeader(out, "Contact", contact_header_);
-    StrAppend(&out, PassedHeaders(response, call.config->headers));
+    StrAppend(&out, PassedHeaders(response, call.config->headers,
+                                  IdentityFrom(call.config->access, call.b.peer)));
     AppendBody(out, response.body(), response.content_type());
     context_.counters->responses_sent[1].Inc();
     transactions_->Respond(call.a_invite, status, std::move(out));
@@ -1204,8 +1351,9 @@ void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
   }
   ArmTimer(call, &call.duration_timer, call.config->limits.max_call_duration, kMaxDuration);
   AnswerCaller(call, response.status_code(), response.reason_phrase(),
-               PassedHeaders(response, call.config->headers), response.body(),
-               response.content_type());
+               PassedHeaders(response, call.config->headers,
+                             IdentityFrom(call.config->access, call.b.peer)),
+               response.body(), response.content_type());
 }
 
 void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
@@ -1278,7 +1426,10 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
       (call.setup().best_status == 0 || ResponseRank(status) < ResponseRank(call.setup().best_status))) {
     call.setup().best_status = status;
     call.setup().best_reason = std::string(reason);
-    call.setup().best_extra = response ? PassedHeaders(*response, call.config->headers) : std::string();
+    call.setup().best_extra =
+        response ? PassedHeaders(*response, call.config->headers,
+                                 IdentityFrom(call.config->access, call.b.peer))
+                 : std::string();
   }
   if (call.cancelled) {
     FinishSearch(call);
@@ -1532,8 +1683,9 @@ void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessag
   }
   const TransactionId relayed =
       SendInDialogRequest(call, from_a, method, request.method_text(),
-                          PassedHeaders(request, call.config->headers), request.body(),
-                          request.content_type());
+                          PassedHeaders(request, call.config->headers,
+                                        IdentityFrom(call.config->access, source)),
+                          request.body(), request.content_type());
   if (relayed == proto::kNoTransaction) {
     RespondStateless(id, request, 500, "Server Internal Error", {});
     return;
@@ -1571,7 +1723,9 @@ void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessag
   } else if (status >= 300 && relay.method == Method::kInvite) {
     call.reinvite_pending = false;
   }
-  StrAppend(&out, PassedHeaders(response, call.config->headers));
+  StrAppend(&out, PassedHeaders(response, call.config->headers,
+                                IdentityFrom(call.config->access,
+                                             relay.from_a ? call.b.peer : call.a.peer)));
   AppendBody(out, response.body(), response.content_type());
   context_.counters->responses_sent[status / 100].Inc();
   if (status >= 200 && status < 300 && relay.method == Method::kInvite) {
@@ -1717,6 +1871,11 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   context_.timers->Cancel(&call.reinvite_2xx_timer);
   context_.timers->Cancel(&call.b_ack_timer);
   if (had_dialogs) context_.counters->dialogs_active.Dec(2);
+  if (call.held_route_load != nullptr) call.held_route_load->calls.Release();
+  call.held_route_load = nullptr;
+  if (call.source_counted && context_.call_limits != nullptr)
+    context_.call_limits->per_source.Release(call.source_address);
+  call.source_counted = false;
   context_.counters->calls_ended[static_cast<size_t>(outcome)].Inc();
   context_.counters->calls_active.Dec();
   if (call.in_redirect && context_.call_records != nullptr) WriteCallRecord(call, outcome);

@@ -72,6 +72,8 @@ struct ShardContext {
   CallRecordSink* call_records = nullptr;
   /// Host names are resolved through this; null: only IP literals can be reached.
   TargetResolver* resolver = nullptr;
+  /// Call limits shared by every shard (per source, call rates); null: none enforced.
+  SharedCallLimits* call_limits = nullptr;
 };
 
 /// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
@@ -151,6 +153,16 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
 
   void OnNewInvite(proto::TransactionId id, const proto::SipMessage& request,
                    const proto::Peer& source);
+  /// What a new call was admitted with: its route and the limits it holds a share of.
+  struct CallAdmission {
+    const Route* route = nullptr;
+    RouteLoad* route_load = nullptr;
+    bool source_counted = false;
+  };
+  /// The access policy and call limits for a new INVITE, before any call state exists.
+  /// False when it was refused (answered and counted).
+  bool AdmitCall(proto::TransactionId id, const proto::SipMessage& request,
+                 const proto::Peer& source, CallAdmission* out);
   void OnOutOfDialogRequest(proto::TransactionId id, const proto::SipMessage& request,
                             const proto::Peer& source);
   void OnInDialogRequest(Call& call, proto::TransactionId id, const proto::SipMessage& request,

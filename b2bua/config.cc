@@ -288,6 +288,10 @@ class Loader {
                              StatusCodeSet* out) const;
 
   absl::Status ReadLimits(const YAML::Node& node, LimitsConfig* out) const;
+  absl::Status ReadAccess(const YAML::Node& node, AccessConfig* out) const;
+  absl::Status ReadFlood(const YAML::Node& node, FloodSettings* out) const;
+  absl::Status ReadCidrList(const YAML::Node& node, std::string_view path,
+                            proto::CidrList* out) const;
   absl::Status ReadTimers(const YAML::Node& node, TimersConfig* out) const;
   absl::Status ReadUdp(const YAML::Node& node, UdpConfig* out) const;
   absl::Status ReadHeaders(const YAML::Node& node, HeaderPolicy* out) const;
@@ -496,7 +500,16 @@ absl::Status Loader::ReadLimits(const YAML::Node& node, LimitsConfig* out) const
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(
       ReadMap(node, "limits",
-              {"max_calls", "max_call_duration", "no_answer_timeout", "drain_timeout"}, &f));
+              {"max_calls", "max_call_duration", "no_answer_timeout", "drain_timeout",
+               "calls_per_second", "max_request_uri_bytes"},
+              &f));
+  if (auto* n = f.Find("calls_per_second"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "limits.calls_per_second", 0, 1000000, &out->calls_per_second));
+  // Below 128 bytes, ordinary Request-URIs with a parameter or two would be refused.
+  if (auto* n = f.Find("max_request_uri_bytes"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "limits.max_request_uri_bytes", 128, 65535, &out->max_request_uri_bytes));
   if (auto* n = f.Find("max_calls"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadInt(*n, "limits.max_calls", 1, 10000000, &out->max_calls));
   if (auto* n = f.Find("max_call_duration"))
@@ -508,6 +521,76 @@ absl::Status Loader::ReadLimits(const YAML::Node& node, LimitsConfig* out) const
   if (auto* n = f.Find("drain_timeout"))
     B2BUA_CONFIG_RETURN_IF_ERROR(
         ReadDuration(*n, "limits.drain_timeout", 0s, 1h, &out->drain_timeout));
+  return absl::OkStatus();
+}
+
+absl::Status Loader::ReadCidrList(const YAML::Node& node, std::string_view path,
+                                  proto::CidrList* out) const {
+  std::vector<std::string> texts;
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrs(node, path, &texts));
+  absl::StatusOr<proto::CidrList> list = proto::CidrList::Parse(texts);
+  if (!list.ok()) return Error(node, path, std::string(list.status().message()));
+  *out = *std::move(list);
+  return absl::OkStatus();
+}
+
+absl::Status Loader::ReadFlood(const YAML::Node& node, FloodSettings* out) const {
+  Fields f;
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
+      node, "access.flood", {"window", "max_requests", "block_for", "max_sources"}, &f));
+  if (auto* n = f.Find("window"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadDuration(*n, "access.flood.window", 100ms, 1h, &out->window));
+  if (auto* n = f.Find("max_requests"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "access.flood.max_requests", 0, 100000000, &out->max_requests));
+  if (auto* n = f.Find("block_for"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "access.flood.block_for", 1s, 168h, &out->block_for));
+  if (auto* n = f.Find("max_sources"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "access.flood.max_sources", 1000, 100000000, &out->max_sources));
+  return absl::OkStatus();
+}
+
+absl::Status Loader::ReadAccess(const YAML::Node& node, AccessConfig* out) const {
+  Fields f;
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
+      node, "access",
+      {"trusted", "callers", "unknown_source", "relay_to_request_uri", "scanner_user_agents",
+       "flood", "max_calls_per_source"},
+      &f));
+  if (auto* n = f.Find("trusted"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrList(*n, "access.trusted", &out->trusted));
+  if (auto* n = f.Find("callers"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrList(*n, "access.callers", &out->callers));
+  if (auto* n = f.Find("unknown_source")) {
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadEnum<UnknownSourceAction>(
+        *n, "access.unknown_source",
+        {{"reject", UnknownSourceAction::kReject}, {"drop", UnknownSourceAction::kDrop}},
+        &out->unknown_source));
+  }
+  if (auto* n = f.Find("relay_to_request_uri")) {
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadEnum<RequestUriRelay>(
+        *n, "access.relay_to_request_uri",
+        {{"trusted", RequestUriRelay::kTrusted},
+         {"nobody", RequestUriRelay::kNobody},
+         {"anyone", RequestUriRelay::kAnyone}},
+        &out->relay_to_request_uri));
+  }
+  if (auto* n = f.Find("scanner_user_agents")) {
+    std::vector<std::string> patterns;
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadStringList(*n, "access.scanner_user_agents", &patterns));
+    for (size_t i = 0; i < patterns.size(); ++i) {
+      // An empty pattern would be in every User-Agent: every caller would be a scanner.
+      if (patterns[i].empty())
+        return Error((*n)[i], ItemPath("access.scanner_user_agents", i), "is empty");
+    }
+    out->scanner_user_agents = ScannerList(std::move(patterns));
+  }
+  if (auto* n = f.Find("flood")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadFlood(*n, &out->flood));
+  if (auto* n = f.Find("max_calls_per_source"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "access.max_calls_per_source", 0, 10000000, &out->max_calls_per_source));
   return absl::OkStatus();
 }
 
@@ -819,7 +902,10 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
                                const RedirectSettings& global, Route* out) const {
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
-      node, path, {"prefix", "next_hops", "action", "redirect_code", "contacts", "redirect"}, &f));
+      node, path,
+      {"prefix", "next_hops", "action", "redirect_code", "contacts", "redirect", "callers",
+       "max_calls", "calls_per_second"},
+      &f));
   if (!node.IsMap()) return Error(node, path, "expected a mapping (prefix:, next_hops:, ...)");
   out->line = Line(node);
   out->redirect = global;
@@ -829,6 +915,11 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
     std::string_view digits = out->prefix;
     if (!digits.empty() && digits[0] == '+') digits.remove_prefix(1);
     bool ok = std::all_of(digits.begin(), digits.end(), proto::IsDigit);
+    if (ok && digits.size() > RouteTable::kMaxPrefixDigits) {
+      return Error(*n, prefix_path,
+                   StrCat("'", out->prefix, "' is longer than ", RouteTable::kMaxPrefixDigits,
+                          " digits"));
+    }
     if (!ok) {
       return Error(
           *n, prefix_path,
@@ -887,6 +978,14 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
   if (auto* n = f.Find("redirect")) {
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadRedirect(*n, KeyPath(path, "redirect"), &out->redirect));
   }
+  if (auto* n = f.Find("callers"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrList(*n, KeyPath(path, "callers"), &out->callers));
+  if (auto* n = f.Find("max_calls"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, KeyPath(path, "max_calls"), 0, 10000000, &out->max_calls));
+  if (auto* n = f.Find("calls_per_second"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, KeyPath(path, "calls_per_second"), 0, 1000000, &out->calls_per_second));
   if (redirecting && out->contacts.empty()) {
     return Error(f.Find("contacts") ? *f.Find("contacts") : node, path,
                  "action: redirect needs at least one entry in contacts");
@@ -935,7 +1034,10 @@ absl::Status Loader::Load(const YAML::Node& root, Config* config) {
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
       root, "",
-      {"limits", "timers", "udp", "headers", "redirect", "failover_on", "probe", "routes"}, &f));
+      {"access", "limits", "timers", "udp", "headers", "redirect", "failover_on", "probe",
+       "routes"},
+      &f));
+  if (auto* n = f.Find("access")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadAccess(*n, &config->access));
   if (auto* n = f.Find("limits")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadLimits(*n, &config->limits));
   if (auto* n = f.Find("timers")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadTimers(*n, &config->timers));
   if (auto* n = f.Find("udp")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadUdp(*n, &config->udp));
@@ -965,7 +1067,7 @@ constexpr std::string_view kDefaultPass[] = {
     "Supported",           "Require",              "Accept",       "Content-Type",
     "Content-Disposition", "Session-Expires",      "Min-SE",       "User-Agent",
     "Subject",             "Organization",         "Date",         "Reason",
-    "Alert-Info",          "Call-Info",            "Priority"};
+    "Alert-Info",          "Call-Info",            "Priority",     "Identity"};
 }  // namespace
 
 const std::vector<std::string>& HeaderPolicy::DefaultPass() {
@@ -1048,6 +1150,17 @@ RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
   }
 }
 
+void RouteTable::InheritLoad(const RouteTable& previous) {
+  for (Route& route : routes_) {
+    for (const Route& old : previous.routes_) {
+      if (old.prefix == route.prefix) {
+        route.load = old.load;
+        break;
+      }
+    }
+  }
+}
+
 int32_t RouteTable::NewNode() {
   Node node;
   std::fill(std::begin(node.child), std::end(node.child), -1);
@@ -1056,12 +1169,11 @@ int32_t RouteTable::NewNode() {
   return static_cast<int32_t>(nodes_.size() - 1);
 }
 
-void RouteTable::Walk(int32_t root, std::string_view user, size_t begin, int32_t* best,
-                      int* best_depth) const {
+template <typename OnRoute>
+void RouteTable::Walk(int32_t root, std::string_view user, size_t begin, OnRoute on_route) const {
   int32_t node = root;
   int depth = 0;
-  *best = nodes_[node].route;
-  *best_depth = 0;
+  if (nodes_[node].route >= 0) on_route(nodes_[node].route, 0);
   for (size_t i = begin; i < user.size(); ++i) {
     char c = user[i];
     if (IsVisualSeparator(c)) continue;
@@ -1069,35 +1181,52 @@ void RouteTable::Walk(int32_t root, std::string_view user, size_t begin, int32_t
     node = nodes_[node].child[c - '0'];
     if (node < 0) break;
     ++depth;
-    if (nodes_[node].route >= 0) {
-      *best = nodes_[node].route;
-      *best_depth = depth;
-    }
+    if (nodes_[node].route >= 0) on_route(nodes_[node].route, depth);
   }
 }
 
 const Route* RouteTable::Match(std::string_view request_uri_user) const {
-  if (routes_.empty()) return nullptr;
+  const Route* best = nullptr;
+  MatchChain(request_uri_user, &best, 1);
+  return best;
+}
+
+size_t RouteTable::MatchChain(std::string_view request_uri_user, const Route** out,
+                              size_t capacity) const {
+  if (routes_.empty() || capacity == 0) return 0;
   const bool global = !request_uri_user.empty() && request_uri_user[0] == '+';
   const size_t begin = global ? 1 : 0;
-  int32_t best = -1;
-  int best_depth = -1;
-  Walk(plain_root_, request_uri_user, begin, &best, &best_depth);
-  if (global) {
-    int32_t plus_best;
-    int plus_depth;
-    Walk(plus_root_, request_uri_user, begin, &plus_best, &plus_depth);
-    // ">=": with as many digits matched, "+1555" says more than "1555".
-    if (plus_best >= 0 && plus_depth >= best_depth) best = plus_best;
-  }
-  return best >= 0 ? &routes_[best] : nullptr;
+  // Routes met on the way down, by digits matched; a prefix has at most one per depth in
+  // each tree. Sorted best first: deeper wins, and at equal depth "+1555" says more than
+  // "1555".
+  struct Met {
+    int32_t route;
+    int depth;
+    bool plus;
+  };
+  Met met[2 * kMaxPrefixDigits + 2];
+  size_t count = 0;
+  auto collect = [&](bool plus) {
+    return [&, plus](int32_t route, int depth) {
+      if (count < std::size(met)) met[count++] = Met{route, depth, plus};
+    };
+  };
+  Walk(plain_root_, request_uri_user, begin, collect(false));
+  if (global) Walk(plus_root_, request_uri_user, begin, collect(true));
+  std::sort(met, met + count, [](const Met& a, const Met& b) {
+    return a.depth != b.depth ? a.depth > b.depth : a.plus > b.plus;
+  });
+  const size_t n = std::min(count, capacity);
+  for (size_t i = 0; i < n; ++i) out[i] = &routes_[met[i].route];
+  return n;
 }
 
 // ---------------------------------------------------------------------------------------
 // Entry points
 
 absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(std::string_view yaml_text,
-                                                          std::string_view source_name) {
+                                                          std::string_view source_name,
+                                                          const Config* previous) {
   auto config = std::make_shared<Config>();
   config->source = std::string(source_name);
   // yaml-cpp reports errors by throwing; this is the only place they may surface, and
@@ -1106,6 +1235,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(std::string_view yaml_
     YAML::Node root = YAML::Load(std::string(yaml_text));
     Loader loader(source_name);
     B2BUA_CONFIG_RETURN_IF_ERROR(loader.Load(root, config.get()));
+    if (previous != nullptr) config->routes.InheritLoad(previous->routes);
   } catch (const YAML::ParserException& e) {
     int line = e.mark.is_null() ? 1 : e.mark.line + 1;
     return absl::InvalidArgumentError(StrCat(source_name, ":", line, ": YAML syntax error: ", e.msg));
@@ -1116,7 +1246,8 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(std::string_view yaml_
   return std::shared_ptr<const Config>(std::move(config));
 }
 
-absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path) {
+absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path,
+                                                             const Config* previous) {
   // Plain POSIX reads: unlike a stream, they report a directory or an I/O error by errno
   // instead of handing back an empty text, which would load as the defaults.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -1140,7 +1271,7 @@ absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& 
     }
   }
   ::close(fd);
-  return ParseConfig(text, path);
+  return ParseConfig(text, path, previous);
 }
 
 absl::StatusOr<std::shared_ptr<const Config>> DefaultConfig() {

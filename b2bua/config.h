@@ -12,6 +12,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "b2bua/access_policy.h"
+#include "b2bua/call_limits.h"
+#include "proto/cidr.h"
 #include "proto/sip_chars.h"
 #include "proto/transport.h"
 
@@ -70,6 +73,10 @@ struct LimitsConfig {
   std::chrono::milliseconds no_answer_timeout = std::chrono::seconds(180);
   /// On shutdown, calls still up after this long are torn down.
   std::chrono::milliseconds drain_timeout = std::chrono::seconds(30);
+  /// New calls a second, all shards together; over it 503 with Retry-After. 0: no limit.
+  uint32_t calls_per_second = 0;
+  /// A longer Request-URI is answered 414.
+  uint32_t max_request_uri_bytes = 1024;
 
   friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
 };
@@ -256,6 +263,14 @@ struct Route {
   std::vector<std::string> contacts;
   /// The global redirect settings with this route's overrides applied.
   RedirectSettings redirect;
+  /// Sources that may use this route; empty: any caller.
+  proto::CidrList callers;
+  /// Concurrent calls on the route (trunk capacity); 0: no limit.
+  uint32_t max_calls = 0;
+  /// New calls a second on the route (premium-rate caps); 0: no limit.
+  uint32_t calls_per_second = 0;
+  /// Shared by every shard and carried over to the same prefix on reload (never null).
+  std::shared_ptr<RouteLoad> load = std::make_shared<RouteLoad>();
   /// 1-based line of the route in the configuration file, for logs.
   int line = 0;
 };
@@ -271,6 +286,9 @@ struct Route {
 /// one with no digits at all.
 class RouteTable {
  public:
+  /// The longest prefix a route may have (E.164 numbers have 15 digits).
+  static constexpr size_t kMaxPrefixDigits = 32;
+
   RouteTable() = default;
   /// `routes` must have unique prefixes made of digits with an optional leading '+'
   /// (ParseConfig() checks this); a later duplicate is ignored.
@@ -280,6 +298,13 @@ class RouteTable {
   /// not decoded), or nullptr when none matches. Safe from any thread; O(length of the
   /// user), never allocates. The pointer is valid as long as this table.
   const Route* Match(std::string_view request_uri_user) const;
+  /// Every route that matches `request_uri_user`, best first (the route a full one hands
+  /// its calls on to comes next). Writes at most `capacity`; returns how many.
+  size_t MatchChain(std::string_view request_uri_user, const Route** out, size_t capacity) const;
+
+  /// Main thread, before the table is shared: each route takes the RouteLoad of the route
+  /// of the same prefix in `previous`, so calls up and rates carry over a reload.
+  void InheritLoad(const RouteTable& previous);
 
   /// No routes at all: every call goes to the host and port of its Request-URI.
   bool empty() const { return routes_.empty(); }
@@ -295,10 +320,10 @@ class RouteTable {
     int32_t route;  // index into routes_, -1 when no prefix ends here
   };
   int32_t NewNode();
-  // Walks the digits of `user` from index `begin` down the tree at `root`; `*best` is the
-  // deepest route met (-1 if none) and `*best_depth` the digits it took to get there.
-  void Walk(int32_t root, std::string_view user, size_t begin, int32_t* best,
-            int* best_depth) const;
+  // Walks the digits of `user` from index `begin` down the tree at `root`, calling
+  // `on_route(route index, digits matched)` for every route met, shortest first.
+  template <typename OnRoute>
+  void Walk(int32_t root, std::string_view user, size_t begin, OnRoute on_route) const;
 
   std::vector<Route> routes_;
   std::vector<Node> nodes_;
@@ -315,6 +340,7 @@ struct ProbeConfig {
 };
 
 struct Config {
+  AccessConfig access;
   LimitsConfig limits;
   TimersConfig timers;
   UdpConfig udp;
@@ -335,12 +361,17 @@ struct Config {
 /// "<source_name>:<line>: <path>: <reason>", e.g.
 /// "b2bua.yaml:12: routes[1].next_hops[0]: 'sip:foo:99999' is not a valid SIP URI (bad
 /// port)". Never throws. Main thread (startup and reload).
+///
+/// With `previous` (a reload), a route keeps the RouteLoad of the previous route of the same
+/// prefix, so its call count and rate survive the reload.
 absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(std::string_view yaml_text,
-                                                          std::string_view source_name);
+                                                          std::string_view source_name,
+                                                          const Config* previous = nullptr);
 
 /// Reads `path` and parses it with ParseConfig(), naming the file by `path` in errors.
 /// A file that cannot be read gives the status of its errno. Main thread.
-absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path);
+absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path,
+                                                             const Config* previous = nullptr);
 
 /// The embedded default (b2bua/default_config.h): no routes, redirects followed. Its text
 /// is covered by the tests, so an error here means a broken build. Main thread.

@@ -116,8 +116,10 @@ class StderrCallRecords final : public b2bua::CallRecordSink {
   }
 };
 
-absl::StatusOr<std::shared_ptr<const b2bua::Config>> LoadConfig(const std::string& path) {
-  return path.empty() ? b2bua::DefaultConfig() : b2bua::LoadConfigFile(path);
+// `previous`: the config a reload replaces, whose routes hand their call counts on.
+absl::StatusOr<std::shared_ptr<const b2bua::Config>> LoadConfig(
+    const std::string& path, const b2bua::Config* previous = nullptr) {
+  return path.empty() ? b2bua::DefaultConfig() : b2bua::LoadConfigFile(path, previous);
 }
 
 }  // namespace
@@ -214,7 +216,7 @@ int main(int argc, char** argv) {
     if (sigwait(&signals, &signal_number) != 0) continue;
     if (signal_number == SIGHUP) {
       // Reload: new calls take the new routes and policy; a broken file changes nothing.
-      auto reloaded = LoadConfig(config_path);
+      auto reloaded = LoadConfig(config_path, current.get());
       if (!reloaded.ok()) {
         Log(1, log_level, absl::StrCat("reload refused, keeping the old config: ",
                                        reloaded.status().message()));

@@ -7,89 +7,12 @@
 namespace b2bua {
 namespace {
 
-constexpr int kIpv4Bits = 32;
-constexpr int kIpv6Bits = 128;
-// ::ffff:0:0/96, the IPv4-mapped block (RFC 4291 2.5.5.2).
-constexpr int kMappedPrefixBits = 96;
-
-bool IsIpv4Mapped(const std::array<uint8_t, 16>& bytes) {
-  for (int i = 0; i < 10; ++i)
-    if (bytes[i] != 0) return false;
-  return bytes[10] == 0xff && bytes[11] == 0xff;
-}
-
-// Moves the IPv4 address out of a mapped IPv6 one into the first four bytes.
-std::array<uint8_t, 16> UnmapIpv4(const std::array<uint8_t, 16>& bytes) {
-  std::array<uint8_t, 16> v4{};
-  for (int i = 0; i < 4; ++i) v4[i] = bytes[12 + i];
-  return v4;
-}
-
-// True when the first `bits` bits of `a` and `b` agree.
-bool PrefixEqual(const std::array<uint8_t, 16>& a, const std::array<uint8_t, 16>& b, int bits) {
-  int whole = bits / 8;
-  for (int i = 0; i < whole; ++i)
-    if (a[i] != b[i]) return false;
-  int rest = bits % 8;
-  if (rest == 0) return true;
-  uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
-  return (a[whole] & mask) == (b[whole] & mask);
-}
-
-bool HostBitsClear(const std::array<uint8_t, 16>& bytes, int prefix, int width) {
-  for (int bit = prefix; bit < width; ++bit)
-    if (bytes[bit / 8] & (0x80 >> (bit % 8))) return false;
-  return true;
-}
-
 std::string_view StripTrailingDot(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
   return s;
 }
 
 }  // namespace
-
-bool Cidr::Parse(std::string_view text, Cidr* out) {
-  size_t slash = text.find('/');
-  proto::NetAddress address;
-  if (!proto::NetAddress::ParseIp(text.substr(0, slash), 0, &address)) return false;
-  const int width = address.is_v6() ? kIpv6Bits : kIpv4Bits;
-  int length = width;
-  if (slash != std::string_view::npos) {
-    std::string_view digits = text.substr(slash + 1);
-    if (digits.empty() || digits.size() > 3) return false;
-    length = 0;
-    for (char c : digits) {
-      if (!proto::IsDigit(c)) return false;
-      length = length * 10 + (c - '0');
-    }
-    if (length > width) return false;
-  }
-  if (!HostBitsClear(address.bytes(), length, width)) return false;
-  Cidr cidr;
-  cidr.bytes_ = address.bytes();
-  cidr.v6_ = address.is_v6();
-  cidr.prefix_length_ = static_cast<uint8_t>(length);
-  // Contains() sees mapped addresses as IPv4, so a mapped prefix must be IPv4 too. One
-  // shorter than /96 reaches beyond the mapped block and stays IPv6.
-  if (cidr.v6_ && length >= kMappedPrefixBits && IsIpv4Mapped(cidr.bytes_)) {
-    cidr.bytes_ = UnmapIpv4(cidr.bytes_);
-    cidr.v6_ = false;
-    cidr.prefix_length_ = static_cast<uint8_t>(length - kMappedPrefixBits);
-  }
-  *out = cidr;
-  return true;
-}
-
-bool Cidr::Contains(const proto::NetAddress& address) const {
-  std::array<uint8_t, 16> bytes = address.bytes();
-  bool v6 = address.is_v6();
-  if (v6 && IsIpv4Mapped(bytes)) {
-    bytes = UnmapIpv4(bytes);
-    v6 = false;
-  }
-  return v6 == v6_ && PrefixEqual(bytes, bytes_, prefix_length_);
-}
 
 bool DomainMatches(std::string_view host, std::string_view domain) {
   host = StripTrailingDot(host);

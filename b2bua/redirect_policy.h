@@ -7,42 +7,13 @@
 #include <vector>
 
 #include "b2bua/target_set.h"
+#include "proto/cidr.h"
 #include "proto/net_address.h"
 #include "proto/sip_uri.h"
 
 namespace b2bua {
 
-/// An IPv4 or IPv6 prefix such as "10.0.0.0/8" or "2001:db8::/32".
-///
-/// IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) count as the IPv4 address they carry, since a
-/// dual-stack socket sends to that IPv4 host: "sip:x@[::ffff:10.0.0.1]" must not slip past a
-/// deny of 10.0.0.0/8. A prefix written in mapped form with a length of 96 or more is stored
-/// as the IPv4 prefix it denotes. So 0.0.0.0/0 holds every IPv4 address, mapped ones
-/// included, and ::/0 holds every IPv6 address that is not IPv4-mapped.
-class Cidr {
- public:
-  Cidr() = default;
-
-  /// Safe from any thread (config load). Parses "ADDR/LEN" or a bare address (a /32 or /128
-  /// host prefix); IPv6 may be bracketed. False for a bad address, a length out of range, or
-  /// bits set past the length ("10.0.0.1/8": most likely a typo, refused at load).
-  static bool Parse(std::string_view text, Cidr* out);
-
-  /// Safe from any thread. True when `address` lies in the prefix; the port is ignored.
-  bool Contains(const proto::NetAddress& address) const;
-
-  bool is_v6() const { return v6_; }
-  int prefix_length() const { return prefix_length_; }
-  /// Network-order bytes; IPv4 in the first four.
-  const std::array<uint8_t, 16>& bytes() const { return bytes_; }
-
-  friend bool operator==(const Cidr&, const Cidr&) = default;
-
- private:
-  std::array<uint8_t, 16> bytes_{};
-  uint8_t prefix_length_ = 0;
-  bool v6_ = false;
-};
+using proto::Cidr;
 
 /// Safe from any thread. Domain rule: `host` equals `domain` or ends in "." + `domain`,
 /// ASCII case-insensitive, one trailing dot ignored on either; a leading dot on `domain` is

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "b2bua/call_engine.h"
+#include "b2bua/flood_guard.h"
 #include "b2bua/log.h"
 #include "proto/str_util.h"
 #include "b2bua/shard_mailbox.h"
@@ -62,6 +63,7 @@ class Shard final : public proto::DatagramHandler,
         tick_(io_) {}
 
   absl::Status Open(const proto::NetAddress& listen) {
+    policy_.max_request_uri_bytes = config_->limits.max_request_uri_bytes;
     proto::UdpOptions udp;
     udp.socket_buffer_bytes = static_cast<int>(config_->udp.socket_buffer_bytes);
     udp.max_datagram_bytes = config_->udp.max_datagram_bytes;
@@ -91,6 +93,7 @@ class Shard final : public proto::DatagramHandler,
     context.call_records = group_.options_.call_records;
     context.advertised_ip = group_.options_.advertised_ip;
     context.resolver = resolver_.get();
+    context.call_limits = group_.call_limits_.get();
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
     txn.t1 = config_->timers.t1;
@@ -129,6 +132,7 @@ class Shard final : public proto::DatagramHandler,
   void UpdateConfig(std::shared_ptr<const Config> config) {
     asio::post(io_, [this, config = std::move(config)]() mutable {
       config_ = config;
+      policy_.max_request_uri_bytes = config_->limits.max_request_uri_bytes;
       engine_->SetConfig(std::move(config));
       engine_->StartProbing();
     });
@@ -165,6 +169,9 @@ class Shard final : public proto::DatagramHandler,
       AnswerProblem(source, result.problem, {});
       return;
     }
+    // Who may use the B2BUA is decided here, before the request reaches another shard or
+    // any transaction.
+    if (message_.is_request() && !Admit(source)) return;
     const uint32_t owner = ShardForCallId(message_.call_id(), group_.options_.shards);
     if (owner != index_) {
       // Another shard owns this call: pass a copy through the ring.
@@ -202,6 +209,66 @@ class Shard final : public proto::DatagramHandler,
   }
 
  private:
+  void Reject(RejectReason reason) {
+    counters_->requests_rejected[static_cast<size_t>(reason)].Inc();
+  }
+
+  // The edge policy, cheapest test first. Trusted sources pass untouched; everyone else
+  // is counted for floods, screened for scanners, and may start dialogs only from
+  // access.callers. In-dialog requests from a caller's far end are left to the dialog
+  // lookup: one the B2BUA does not know gets 481.
+  bool Admit(const proto::Peer& source) {
+    const AccessConfig& access = config_->access;
+    if (access.IsTrusted(source.address)) return true;
+    switch (flood_.Count(source.address, clock_.Now(), access.flood)) {
+      case FloodGuard::Verdict::kPass:
+        break;
+      case FloodGuard::Verdict::kBlockedNow:
+        counters_->flood_sources_blocked.Set(flood_.blocked());
+        LogFloodBlock(source, access.flood);
+        Reject(RejectReason::kFlood);
+        return false;
+      case FloodGuard::Verdict::kBlocked:
+        Reject(RejectReason::kFlood);
+        return false;
+    }
+    if (!access.scanner_user_agents.empty()) {
+      const proto::HeaderField* agent = message_.FindHeader(proto::HeaderId::kUserAgent);
+      if (agent != nullptr && access.scanner_user_agents.Matches(agent->value, &scratch_)) {
+        Reject(RejectReason::kScanner);
+        return false;
+      }
+    }
+    if (!message_.to().tag.empty() || access.IsCaller(source.address)) return true;
+    Reject(RejectReason::kUntrusted);
+    if (access.unknown_source == UnknownSourceAction::kReject &&
+        message_.method() != proto::Method::kAck) {
+      proto::MessageWriter writer(response_buffer_, sizeof(response_buffer_));
+      proto::WriteResponse(message_, 403, "Forbidden", {},
+                           "Reason: SIP;cause=403;text=\"source address not allowed\"\r\n",
+                           writer);
+      if (!writer.overflowed()) {
+        counters_->responses_sent[4].Inc();
+        Send(source, writer.view());
+      }
+    }
+    return false;
+  }
+
+  // Once per block, in a fixed shape that deploy/fail2ban/b2bua.conf matches; spoofed
+  // floods of many sources are capped at a few hundred lines a second.
+  void LogFloodBlock(const proto::Peer& source, const FloodSettings& flood) {
+    static LogRateLimit limit(200);
+    uint64_t suppressed = 0;
+    if (!LogEnabled(LogLevel::kWarning) || !limit.Allow(&suppressed)) return;
+    WriteLogLine(LogLevel::kWarning,
+                 proto::StrCat("flood: blocked source ", source.address.ToString(), " (",
+                               proto::TransportName(source.transport), ") for ",
+                               flood.block_for.count() / 1000, "s: over ", flood.max_requests,
+                               " requests in ", flood.window.count(), "ms"),
+                 suppressed);
+  }
+
   void Dispatch(const proto::Peer& source) {
     if (message_.is_request()) {
       std::string_view unsupported;
@@ -246,7 +313,7 @@ class Shard final : public proto::DatagramHandler,
       return;
     }
     counters_->responses_sent[problem.response_code / 100].Inc();
-    udp_->Send(source, writer.view());
+    Send(source, writer.view());
   }
 
   void DrainInbox() {
@@ -275,9 +342,22 @@ class Shard final : public proto::DatagramHandler,
     tick_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       timers_.Advance();
+      SweepFloodTable();
       EndTurn();
       ArmTick();
     });
+  }
+
+  // Once a window: forget idle sources and lift blocks that ran out, so the gauge falls
+  // even when the blocked source has gone quiet.
+  void SweepFloodTable() {
+    const proto::TimePoint now = clock_.Now();
+    if (now < next_flood_sweep_) return;
+    const FloodSettings& flood = config_->access.flood;
+    flood_.Sweep(now, flood);
+    next_flood_sweep_ = now + flood.window;
+    counters_->flood_sources_blocked.Set(flood_.blocked());
+    counters_->flood_sources_untracked.Set(flood_.untracked());
   }
 
   // Work that batches: free ended calls, publish counters, flush queued datagrams.
@@ -314,6 +394,9 @@ class Shard final : public proto::DatagramHandler,
   proto::SipParser parser_;
   proto::SipMessage message_;
   proto::RequestPolicy policy_{""};
+  FloodGuard flood_;
+  proto::TimePoint next_flood_sweep_{};
+  std::string scratch_;  // the lower-cased User-Agent of the scanner check
   char response_buffer_[8192];
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "b2bua/call_limits.h"
 #include "b2bua/config.h"
 #include "b2bua/shard_counters.h"
 #include "proto/net_address.h"
@@ -83,6 +84,8 @@ class ShardGroup {
   ShardGroupOptions options_;
   proto::NetAddress local_address_;
   std::unique_ptr<Rings> rings_;
+  // Shared by every shard's engine; outlives the threads.
+  std::unique_ptr<SharedCallLimits> call_limits_ = std::make_unique<SharedCallLimits>();
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
   std::atomic<bool> running_{false};

@@ -73,6 +73,20 @@ std::string_view RedirectFailureName(RedirectFailure reason) {
   return "other";
 }
 
+std::string_view RejectReasonName(RejectReason reason) {
+  switch (reason) {
+    case RejectReason::kUntrusted: return "untrusted";
+    case RejectReason::kRelayDenied: return "relay_denied";
+    case RejectReason::kScanner: return "scanner";
+    case RejectReason::kFlood: return "flood";
+    case RejectReason::kCallsPerSource: return "calls_per_source";
+    case RejectReason::kRouteLimit: return "route_limit";
+    case RejectReason::kRate: return "rate";
+    case RejectReason::kCount: break;
+  }
+  return "other";
+}
+
 std::string_view DropReasonName(DropReason reason) {
   switch (reason) {
     case DropReason::kOversized: return "oversized";

@@ -98,13 +98,27 @@ enum class DropReason : uint8_t {
 };
 std::string_view DropReasonName(DropReason reason);
 
+/// Why a request was refused at the edge (b2bua_requests_rejected_total{reason}).
+enum class RejectReason : uint8_t {
+  kUntrusted,       // source outside access.callers
+  kRelayDenied,     // no route, and the source may not relay to its Request-URI; or a
+                    // route whose callers do not include the source
+  kScanner,         // User-Agent of a SIP scanner
+  kFlood,           // source over access.flood, or serving its block
+  kCallsPerSource,  // access.max_calls_per_source
+  kRouteLimit,      // a route's max_calls or calls_per_second, with no route to overflow to
+  kRate,            // limits.calls_per_second
+  kCount,
+};
+std::string_view RejectReasonName(RejectReason reason);
+
 /// Every counter one shard publishes. Allocated once per shard, written only by that
 /// shard's thread, read by the exporter when scraped (Seastar's per-shard metrics).
 /// Indexing by enum replaces any lookup by name on the hot path.
 struct alignas(64) ShardCounters {
   static constexpr size_t kMethods = static_cast<size_t>(proto::Method::kUpdate) + 1;
   static constexpr size_t kStatusClasses = 7;  // index = code / 100 (1..6), 0 unused
-  static constexpr size_t kDefects = static_cast<size_t>(proto::Defect::kBadAddressOfRecord) + 1;
+  static constexpr size_t kDefects = static_cast<size_t>(proto::Defect::kRequestUriTooLong) + 1;
 
   // SIP traffic.
   std::array<Counter, kMethods> requests_received;   // by proto::Method
@@ -123,6 +137,11 @@ struct alignas(64) ShardCounters {
   Counter retransmissions_absorbed;
   Counter transaction_timeouts;
   Counter transactions_active;  // gauge
+
+  // The edge: refused requests, and sources serving a flood block (gauge).
+  std::array<Counter, static_cast<size_t>(RejectReason::kCount)> requests_rejected;
+  Counter flood_sources_blocked;
+  Counter flood_sources_untracked;  // let through because the flood table was full
 
   // Calls.
   std::array<Counter, static_cast<size_t>(CallOutcome::kCount)> calls_ended;

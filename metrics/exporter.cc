@@ -26,7 +26,7 @@ using prometheus::MetricType;
 // The exporter walks the enum-indexed arrays by index, so a new enumerator must also get a
 // label name; these catch an array and its enum drifting apart.
 static_assert(ShardCounters::kMethods == static_cast<size_t>(proto::Method::kUpdate) + 1);
-static_assert(ShardCounters::kDefects == static_cast<size_t>(proto::Defect::kBadAddressOfRecord) + 1);
+static_assert(ShardCounters::kDefects == static_cast<size_t>(proto::Defect::kRequestUriTooLong) + 1);
 
 MetricFamily NewFamily(const char* name, const char* help, MetricType type) {
   MetricFamily family;
@@ -156,6 +156,7 @@ std::string_view DefectLabel(proto::Defect defect) {
     case Defect::kUnsupportedExtension: return "unsupported_extension";
     case Defect::kBadBranch: return "bad_branch";
     case Defect::kBadAddressOfRecord: return "bad_address_of_record";
+    case Defect::kRequestUriTooLong: return "request_uri_too_long";
   }
   return "other";
 }
@@ -235,6 +236,25 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
          &ShardCounters::datagrams_received);
   summed("b2bua_received_bytes_total", "Bytes received on the SIP transports.",
          &ShardCounters::bytes_received);
+
+  // The edge.
+  {
+    MetricFamily f = NewFamily("b2bua_requests_rejected_total",
+                               "Requests refused by the access policy or a call limit, by reason: "
+                               "untrusted source, relay denied, scanner, flood, calls per "
+                               "source, route limit, call rate.",
+                               MetricType::Counter);
+    s.AddArray(f, &ShardCounters::requests_rejected, "reason", 0,
+               [](size_t i) { return RejectReasonName(static_cast<RejectReason>(i)); });
+    add(std::move(f));
+  }
+  per_shard("b2bua_flood_sources_blocked",
+            "Source addresses serving a flood block, per shard (each shard counts the "
+            "requests it receives).",
+            &ShardCounters::flood_sources_blocked);
+  summed("b2bua_flood_sources_untracked_total",
+         "Requests let through without flood counting because the per-source table was full.",
+         &ShardCounters::flood_sources_untracked);
 
   // Transactions.
   {

@@ -1222,6 +1222,7 @@ std::string_view DefectText(Defect defect) {
     case Defect::kUnsupportedExtension: return "unsupported extension required";
     case Defect::kBadBranch: return "Via branch is only the magic cookie";
     case Defect::kBadAddressOfRecord: return "address of record is not a SIP or SIPS URI";
+    case Defect::kRequestUriTooLong: return "Request-URI over the length limit";
   }
   return "unknown defect";
 }
@@ -1260,6 +1261,7 @@ size_t WriteReasonPhrase(const Problem& problem, char* out, size_t capacity) {
     case Defect::kCSeqMethodMismatch: put("CSeq Method Mismatch"); return n;
     case Defect::kBadBranch: put("Bad Via Branch"); return n;
     case Defect::kBadAddressOfRecord: put("Bad Address Of Record"); return n;
+    case Defect::kRequestUriTooLong: put("Request-URI Too Long"); return n;
     case Defect::kNoEmptyLine: put("Missing Empty Line After Headers"); return n;
     case Defect::kTooManyHeaders: put("Too Many Headers"); return n;
     default: put("Bad Request"); return n;

@@ -50,6 +50,7 @@ enum class Defect : uint8_t {
   kUnsupportedExtension,
   kBadBranch,
   kBadAddressOfRecord,
+  kRequestUriTooLong,
 };
 
 /// A short English text for a defect ("bad header value"). Static storage.

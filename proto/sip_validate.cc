@@ -19,6 +19,17 @@ bool TagSupported(std::string_view supported, std::string_view tag) {
   return found;
 }
 
+// An Expires header whose value is 0 (leading zeros and LWS allowed).
+bool ExpiresZero(const SipMessage& request) {
+  const HeaderField* expires = request.FindHeader(HeaderId::kExpires);
+  if (expires == nullptr) return false;
+  std::string_view v = expires->value;
+  if (v.empty()) return false;
+  for (char c : v)
+    if (c != '0') return false;
+  return true;
+}
+
 }  // namespace
 
 Problem ValidateRequest(const SipMessage& request, const RequestPolicy& policy,
@@ -37,6 +48,8 @@ Problem ValidateRequest(const SipMessage& request, const RequestPolicy& policy,
     if (request.cseq().method_text != request.method_text())
       return Reject(Defect::kCSeqMethodMismatch, 400, HeaderId::kCSeq);
     const SipUri& ruri = request.request_uri();
+    if (ruri.text.size() > policy.max_request_uri_bytes)
+      return Reject(Defect::kRequestUriTooLong, 414);
     if (!ruri.IsSip() && ruri.scheme != UriScheme::kTel)
       return Reject(Defect::kUnsupportedUriScheme, 416);
     // A branch that is only the RFC 3261 cookie identifies no transaction (RFC 4475 3.2.1).
@@ -45,6 +58,15 @@ Problem ValidateRequest(const SipMessage& request, const RequestPolicy& policy,
     if (request.max_forwards() == 0) return Reject(Defect::kTooManyHops, 483);
     if (request.method() == Method::kRegister && !request.to().uri.IsSip())
       return Reject(Defect::kBadAddressOfRecord, 400, HeaderId::kTo);
+    // RFC 3261 10.2.2: "*" removes every binding, so it means something only in a REGISTER
+    // with Expires: 0.
+    if (request.contact_star() &&
+        (request.method() != Method::kRegister || !ExpiresZero(request)))
+      return Reject(Defect::kBadHeaderValue, 400, HeaderId::kContact);
+    // RFC 3261 25.1: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ).
+    for (size_t i = 0; i < request.contact_count(); ++i)
+      if (request.contacts()[i].defect == ContactDefect::kBadQValue)
+        return Reject(Defect::kBadHeaderValue, 400, HeaderId::kContact);
     // RFC 3261 8.2.2.3: Require is not checked on ACK and CANCEL.
     if (request.method() != Method::kAck && request.method() != Method::kCancel) {
       const HeaderField* offending = nullptr;

@@ -268,8 +268,8 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("limits: {}\nlimit:\n  max_calls: 5\n"),
             "b2bua.yaml:2: unknown key 'limit' (did you mean 'limits'?)");
   EXPECT_EQ(ErrorOf("listen: 0.0.0.0\n"),
-            "b2bua.yaml:1: unknown key 'listen' (known keys: limits, timers, udp, headers, "
-            "redirect, failover_on, probe, routes)");
+            "b2bua.yaml:1: unknown key 'listen' (known keys: access, limits, timers, udp, "
+            "headers, redirect, failover_on, probe, routes)");
 }
 
 TEST(ConfigErrorTest, UnknownNestedKeys) {
@@ -890,6 +890,128 @@ TEST(ConfigTest, FailoverOnReplacesTheDefaultList) {
   EXPECT_TRUE(c->failover_on.Contains(503));
   EXPECT_TRUE(c->failover_on.Contains(603));
   EXPECT_FALSE(c->failover_on.Contains(408));
+}
+
+}  // namespace
+}  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+proto::NetAddress Address(std::string_view text) {
+  proto::NetAddress address;
+  EXPECT_TRUE(proto::NetAddress::ParseIp(text, 5060, &address)) << text;
+  return address;
+}
+
+TEST(AccessConfigTest, DefaultTextTrustsLoopbackOnly) {
+  absl::StatusOr<std::shared_ptr<const Config>> config = DefaultConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  const AccessConfig& access = (*config)->access;
+  EXPECT_EQ(access, AccessConfig{});
+  EXPECT_TRUE(access.IsTrusted(Address("127.0.0.1")));
+  EXPECT_FALSE(access.IsCaller(Address("192.0.2.1")));
+  EXPECT_EQ(access.unknown_source, UnknownSourceAction::kReject);
+  EXPECT_EQ(access.relay_to_request_uri, RequestUriRelay::kTrusted);
+  EXPECT_EQ(access.scanner_user_agents.patterns(), ScannerList::Defaults());
+  EXPECT_EQ(access.flood, FloodSettings{});
+  EXPECT_EQ(access.max_calls_per_source, 0u);
+  EXPECT_EQ((*config)->limits.calls_per_second, 0u);
+  EXPECT_EQ((*config)->limits.max_request_uri_bytes, 1024u);
+  // A signed call keeps its signature (RFC 8224).
+  EXPECT_TRUE((*config)->headers.IsPassed("Identity"));
+}
+
+TEST(AccessConfigTest, EveryKeyIsRead) {
+  std::shared_ptr<const Config> c = MustParse(R"(
+access:
+  trusted: [10.0.0.0/8]
+  callers: [0.0.0.0/0, "::/0"]
+  unknown_source: drop
+  relay_to_request_uri: nobody
+  scanner_user_agents: [EvilDialer]
+  flood: { window: 1s, max_requests: 50, block_for: 5m, max_sources: 5000 }
+  max_calls_per_source: 5
+limits: { calls_per_second: 300, max_request_uri_bytes: 512 }
+routes:
+  - prefix: '1900'
+    next_hops: ['sip:192.0.2.9']
+    callers: [10.0.0.0/8]
+    max_calls: 2
+    calls_per_second: 1
+)");
+  const AccessConfig& a = c->access;
+  EXPECT_TRUE(a.IsTrusted(Address("10.2.3.4")));
+  EXPECT_FALSE(a.IsTrusted(Address("127.0.0.1")));
+  EXPECT_TRUE(a.IsCaller(Address("203.0.113.5")));
+  EXPECT_TRUE(a.IsCaller(Address("2001:db8::5")));
+  EXPECT_EQ(a.unknown_source, UnknownSourceAction::kDrop);
+  EXPECT_EQ(a.relay_to_request_uri, RequestUriRelay::kNobody);
+  EXPECT_THAT(a.scanner_user_agents.patterns(), ElementsAre("EvilDialer"));
+  EXPECT_EQ(a.flood.window, std::chrono::seconds(1));
+  EXPECT_EQ(a.flood.max_requests, 50u);
+  EXPECT_EQ(a.flood.block_for, std::chrono::minutes(5));
+  EXPECT_EQ(a.flood.max_sources, 5000u);
+  EXPECT_EQ(a.max_calls_per_source, 5u);
+  EXPECT_EQ(c->limits.calls_per_second, 300u);
+  EXPECT_EQ(c->limits.max_request_uri_bytes, 512u);
+  const Route* route = c->routes.Match("19005551234");
+  ASSERT_NE(route, nullptr);
+  EXPECT_TRUE(route->callers.Contains(Address("10.0.0.1")));
+  EXPECT_FALSE(route->callers.Contains(Address("192.0.2.1")));
+  EXPECT_EQ(route->max_calls, 2u);
+  EXPECT_EQ(route->calls_per_second, 1u);
+}
+
+TEST(AccessConfigTest, Errors) {
+  EXPECT_THAT(ErrorOf("access:\n  trusted: [10.0.0.1/8]\n"),
+              StartsWith("b2bua.yaml:2: access.trusted[0]: "));
+  EXPECT_THAT(ErrorOf("access:\n  unknown_source: ignore\n"),
+              HasSubstr("access.unknown_source: 'ignore' is not one of: reject, drop"));
+  EXPECT_THAT(ErrorOf("access:\n  relay_to_request_uri: some\n"),
+              HasSubstr("is not one of: trusted, nobody, anyone"));
+  EXPECT_THAT(ErrorOf("access:\n  scanner_user_agents: ['']\n"),
+              HasSubstr("access.scanner_user_agents[0]: is empty"));
+  EXPECT_THAT(ErrorOf("access:\n  flood: { windw: 2s }\n"), HasSubstr("did you mean 'window'"));
+  EXPECT_THAT(ErrorOf("access:\n  flood: { max_sources: 10 }\n"), HasSubstr("out of range"));
+  EXPECT_THAT(ErrorOf("limits: { max_request_uri_bytes: 20 }\n"), HasSubstr("out of range"));
+  EXPECT_THAT(ErrorOf("routes:\n  - prefix: '1'\n    next_hops: ['sip:192.0.2.1']\n"
+                      "    callers: [nonsense]\n"),
+              HasSubstr("routes[0].callers[0]"));
+}
+
+TEST(RouteTableTest, MatchChainListsEveryMatchBestFirst) {
+  std::shared_ptr<const Config> c = MustParse(
+      "routes:\n  - prefix: ''\n    next_hops: ['sip:192.0.2.1']\n"
+      "  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
+      "  - prefix: '+1'\n    next_hops: ['sip:192.0.2.3']\n"
+      "  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n");
+  const Route* chain[8];
+  size_t n = c->routes.MatchChain("+19005551234", chain, 8);
+  ASSERT_EQ(n, 4u);
+  EXPECT_EQ(chain[0]->prefix, "1900");
+  EXPECT_EQ(chain[1]->prefix, "+1");
+  EXPECT_EQ(chain[2]->prefix, "1");
+  EXPECT_EQ(chain[3]->prefix, "");
+  n = c->routes.MatchChain("2125550100", chain, 8);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(chain[0]->prefix, "");
+  EXPECT_EQ(c->routes.MatchChain("19005551234", chain, 2), 2u);
+}
+
+// A reload hands a route's live call count to the route of the same prefix.
+TEST(RouteTableTest, ReloadCarriesRouteLoadOver) {
+  const std::string text =
+      "routes:\n  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n    max_calls: 2\n";
+  std::shared_ptr<const Config> first = MustParse(text);
+  ASSERT_TRUE(first->routes.Match("1900")->load->calls.TryAcquire(2));
+  absl::StatusOr<std::shared_ptr<const Config>> second =
+      ParseConfig(text, "b2bua.yaml", first.get());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*second)->routes.Match("1900")->load.get(), first->routes.Match("1900")->load.get());
+  EXPECT_EQ((*second)->routes.Match("1900")->load->calls.active(), 1u);
+  // Without the previous config, a fresh count.
+  EXPECT_EQ(MustParse(text)->routes.Match("1900")->load->calls.active(), 0u);
 }
 
 }  // namespace

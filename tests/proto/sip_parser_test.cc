@@ -1462,7 +1462,7 @@ TEST(ReasonPhraseTest, TruncatesAtCapacity) {
 
 TEST(ReasonPhraseTest, EveryDefectHasAText) {
   for (int d = static_cast<int>(Defect::kBadStartLine);
-       d <= static_cast<int>(Defect::kBadAddressOfRecord); ++d) {
+       d <= static_cast<int>(Defect::kRequestUriTooLong); ++d) {
     Defect defect = static_cast<Defect>(d);
     EXPECT_FALSE(DefectText(defect).empty()) << "defect " << d;
     Problem p{
