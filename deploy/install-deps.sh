@@ -24,6 +24,8 @@ packages=(
   libc-ares-dev dnsmasq-base
   # the Prometheus server scraping the exporter in the integration tests
   prometheus
+  # fail2ban-regex tests the filter shipped in deploy/fail2ban (test-filter.sh)
+  fail2ban
 )
 
 missing=()
