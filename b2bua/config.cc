@@ -294,6 +294,7 @@ class Loader {
                             proto::CidrList* out) const;
   absl::Status ReadTimers(const YAML::Node& node, TimersConfig* out) const;
   absl::Status ReadUdp(const YAML::Node& node, UdpConfig* out) const;
+  absl::Status ReadTcp(const YAML::Node& node, TcpConfig* out) const;
   absl::Status ReadHeaders(const YAML::Node& node, HeaderPolicy* out) const;
   absl::Status ReadRedirect(const YAML::Node& node, std::string_view path,
                             RedirectSettings* inout) const;
@@ -624,6 +625,36 @@ absl::Status Loader::ReadUdp(const YAML::Node& node, UdpConfig* out) const {
   if (auto* n = f.Find("max_datagram_bytes"))
     B2BUA_CONFIG_RETURN_IF_ERROR(
         ReadInt(*n, "udp.max_datagram_bytes", 1500, 65535, &out->max_datagram_bytes));
+  return absl::OkStatus();
+}
+
+absl::Status Loader::ReadTcp(const YAML::Node& node, TcpConfig* out) const {
+  Fields f;
+  B2BUA_CONFIG_RETURN_IF_ERROR(
+      ReadMap(node, "tcp",
+              {"max_message_bytes", "max_connections", "max_connections_per_source",
+               "idle_timeout", "first_byte_timeout", "message_timeout", "connect_timeout"},
+              &f));
+  if (auto* n = f.Find("max_message_bytes"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "tcp.max_message_bytes", 1500, 1 << 20, &out->max_message_bytes));
+  if (auto* n = f.Find("max_connections"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadInt(*n, "tcp.max_connections", 1, 1000000, &out->max_connections));
+  if (auto* n = f.Find("max_connections_per_source"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadInt(*n, "tcp.max_connections_per_source", 1, 1000000,
+                                         &out->max_connections_per_source));
+  if (auto* n = f.Find("idle_timeout"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadDuration(*n, "tcp.idle_timeout", 1s, 24h, &out->idle_timeout));
+  if (auto* n = f.Find("first_byte_timeout"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "tcp.first_byte_timeout", 100ms, 1h, &out->first_byte_timeout));
+  if (auto* n = f.Find("message_timeout"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "tcp.message_timeout", 100ms, 1h, &out->message_timeout));
+  if (auto* n = f.Find("connect_timeout"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "tcp.connect_timeout", 100ms, 60s, &out->connect_timeout));
   return absl::OkStatus();
 }
 
@@ -1034,13 +1065,14 @@ absl::Status Loader::Load(const YAML::Node& root, Config* config) {
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
       root, "",
-      {"access", "limits", "timers", "udp", "headers", "redirect", "failover_on", "probe",
-       "routes"},
+      {"access", "limits", "timers", "udp", "tcp", "headers", "redirect", "failover_on",
+       "probe", "routes"},
       &f));
   if (auto* n = f.Find("access")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadAccess(*n, &config->access));
   if (auto* n = f.Find("limits")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadLimits(*n, &config->limits));
   if (auto* n = f.Find("timers")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadTimers(*n, &config->timers));
   if (auto* n = f.Find("udp")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadUdp(*n, &config->udp));
+  if (auto* n = f.Find("tcp")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadTcp(*n, &config->tcp));
   if (auto* n = f.Find("headers")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadHeaders(*n, &config->headers));
   if (auto* n = f.Find("redirect"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadRedirect(*n, "redirect", &config->redirect));

@@ -99,6 +99,25 @@ struct UdpConfig {
   friend bool operator==(const UdpConfig&, const UdpConfig&) = default;
 };
 
+/// SIP over TCP: limits a peer that opens connections, or sends slowly, cannot get around.
+struct TcpConfig {
+  /// A longer message is answered 513 (when its headers came) and its connection closed.
+  uint32_t max_message_bytes = 65535;
+  /// Per shard, inbound plus outbound; over it, accepts are refused.
+  uint32_t max_connections = 10000;
+  /// Accepted connections from one IP, per shard.
+  uint32_t max_connections_per_source = 64;
+  std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
+  /// An accepted connection must send its first byte within this.
+  std::chrono::milliseconds first_byte_timeout = std::chrono::seconds(10);
+  /// A message must be whole within this of its first byte.
+  std::chrono::milliseconds message_timeout = std::chrono::seconds(10);
+  /// An outgoing connection must be established within this.
+  std::chrono::milliseconds connect_timeout = std::chrono::seconds(5);
+
+  friend bool operator==(const TcpConfig&, const TcpConfig&) = default;
+};
+
 /// What happens to the headers the B2BUA does not generate itself when it copies a
 /// message from one leg to the other. Header names compare case-insensitively, and a
 /// compact form ("k", "c", "s", ...) counts as its long name.
@@ -344,6 +363,7 @@ struct Config {
   LimitsConfig limits;
   TimersConfig timers;
   UdpConfig udp;
+  TcpConfig tcp;
   HeaderPolicy headers;
   RedirectSettings redirect;
   /// Final answers from a next hop that make the call try the route's next hop. A

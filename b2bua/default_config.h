@@ -35,6 +35,10 @@ timers: { t1: 500ms, t2: 4s, t4: 5s }
 
 udp: { socket_buffer_bytes: 4194304, max_datagram_bytes: 65535 }
 
+# Per shard. A message over max_message_bytes is answered 513 and its connection closed.
+tcp: { max_message_bytes: 65535, max_connections: 10000, max_connections_per_source: 64,
+       idle_timeout: 5m, first_byte_timeout: 10s, message_timeout: 10s, connect_timeout: 5s }
+
 headers:
   pass: [P-Asserted-Identity, P-Preferred-Identity, Privacy, Allow, Supported, Require,
          Accept, Content-Type, Content-Disposition, Session-Expires, Min-SE, User-Agent,

@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "b2bua/call_engine.h"
-#include "b2bua/flood_guard.h"
+#include "b2bua/edge_guard.h"
 #include "b2bua/log.h"
 #include "proto/str_util.h"
 #include "b2bua/shard_mailbox.h"
@@ -47,6 +47,18 @@ class ShardResolver final : public TargetResolver {
   std::unique_ptr<proto::SipResolver> resolver_;
 };
 
+proto::TcpOptions TcpOptionsFrom(const TcpConfig& config) {
+  proto::TcpOptions tcp;
+  tcp.max_message_bytes = config.max_message_bytes;
+  tcp.max_connections = config.max_connections;
+  tcp.max_connections_per_source_ip = config.max_connections_per_source;
+  tcp.idle_timeout = config.idle_timeout;
+  tcp.first_byte_timeout = config.first_byte_timeout;
+  tcp.message_timeout = config.message_timeout;
+  tcp.connect_timeout = config.connect_timeout;
+  return tcp;
+}
+
 /// One shard: a thread, its io_context, its socket, parser, transactions, calls and timers.
 /// Every member is touched only by the shard's own thread, except the atomic wake flag.
 class Shard final : public proto::DatagramHandler,
@@ -63,15 +75,14 @@ class Shard final : public proto::DatagramHandler,
         tick_(io_) {}
 
   absl::Status Open(const proto::NetAddress& listen) {
-    policy_.max_request_uri_bytes = config_->limits.max_request_uri_bytes;
+    ApplyMessageLimits();
     proto::UdpOptions udp;
     udp.socket_buffer_bytes = static_cast<int>(config_->udp.socket_buffer_bytes);
     udp.max_datagram_bytes = config_->udp.max_datagram_bytes;
     auto transport = proto::UdpTransport::Open(io_, listen, udp);
     if (!transport.ok()) return transport.status();
     udp_ = std::move(*transport);
-    proto::TcpOptions tcp;
-    tcp.max_message_bytes = config_->udp.max_datagram_bytes;
+    proto::TcpOptions tcp = TcpOptionsFrom(config_->tcp);
     tcp.connection_id_base = index_ << 24;
     // The UDP socket may have picked the port (port 0): TCP listens on the same one.
     auto stream = proto::TcpTransport::Open(io_, udp_->local_address(), tcp);
@@ -132,7 +143,8 @@ class Shard final : public proto::DatagramHandler,
   void UpdateConfig(std::shared_ptr<const Config> config) {
     asio::post(io_, [this, config = std::move(config)]() mutable {
       config_ = config;
-      policy_.max_request_uri_bytes = config_->limits.max_request_uri_bytes;
+      ApplyMessageLimits();
+      tcp_->UpdateOptions(TcpOptionsFrom(config_->tcp));
       engine_->SetConfig(std::move(config));
       engine_->StartProbing();
     });
@@ -209,48 +221,49 @@ class Shard final : public proto::DatagramHandler,
   }
 
  private:
+  // Messages reach the parser from UDP and, already framed, from TCP: it takes the larger
+  // of the two limits.
+  void ApplyMessageLimits() {
+    policy_.max_request_uri_bytes = config_->limits.max_request_uri_bytes;
+    parser_ = proto::SipParser(proto::ParserLimits{
+        std::max<size_t>(config_->udp.max_datagram_bytes, config_->tcp.max_message_bytes)});
+  }
+
   void Reject(RejectReason reason) {
     counters_->requests_rejected[static_cast<size_t>(reason)].Inc();
   }
 
-  // The edge policy, cheapest test first. Trusted sources pass untouched; everyone else
-  // is counted for floods, screened for scanners, and may start dialogs only from
-  // access.callers. In-dialog requests from a caller's far end are left to the dialog
-  // lookup: one the B2BUA does not know gets 481.
+  // The edge decides before the request reaches another shard or any transaction.
   bool Admit(const proto::Peer& source) {
     const AccessConfig& access = config_->access;
-    if (access.IsTrusted(source.address)) return true;
-    switch (flood_.Count(source.address, clock_.Now(), access.flood)) {
-      case FloodGuard::Verdict::kPass:
-        break;
-      case FloodGuard::Verdict::kBlockedNow:
-        counters_->flood_sources_blocked.Set(flood_.blocked());
+    switch (edge_.Admit(access, message_, source.address, clock_.Now())) {
+      case EdgeVerdict::kAccept:
+        return true;
+      case EdgeVerdict::kBlockFlood:
+        counters_->flood_sources_blocked.Set(edge_.flood().blocked());
         LogFloodBlock(source, access.flood);
         Reject(RejectReason::kFlood);
         return false;
-      case FloodGuard::Verdict::kBlocked:
+      case EdgeVerdict::kDropFlood:
         Reject(RejectReason::kFlood);
         return false;
-    }
-    if (!access.scanner_user_agents.empty()) {
-      const proto::HeaderField* agent = message_.FindHeader(proto::HeaderId::kUserAgent);
-      if (agent != nullptr && access.scanner_user_agents.Matches(agent->value, &scratch_)) {
+      case EdgeVerdict::kDropScanner:
         Reject(RejectReason::kScanner);
         return false;
-      }
+      case EdgeVerdict::kDropUntrusted:
+        Reject(RejectReason::kUntrusted);
+        return false;
+      case EdgeVerdict::kRejectUntrusted:
+        break;
     }
-    if (!message_.to().tag.empty() || access.IsCaller(source.address)) return true;
     Reject(RejectReason::kUntrusted);
-    if (access.unknown_source == UnknownSourceAction::kReject &&
-        message_.method() != proto::Method::kAck) {
-      proto::MessageWriter writer(response_buffer_, sizeof(response_buffer_));
-      proto::WriteResponse(message_, 403, "Forbidden", {},
-                           "Reason: SIP;cause=403;text=\"source address not allowed\"\r\n",
-                           writer);
-      if (!writer.overflowed()) {
-        counters_->responses_sent[4].Inc();
-        Send(source, writer.view());
-      }
+    proto::MessageWriter writer(response_buffer_, sizeof(response_buffer_));
+    proto::WriteResponse(message_, 403, "Forbidden", {},
+                         "Reason: SIP;cause=403;text=\"source address not allowed\"\r\n",
+                         writer);
+    if (!writer.overflowed()) {
+      counters_->responses_sent[4].Inc();
+      Send(source, writer.view());
     }
     return false;
   }
@@ -354,10 +367,10 @@ class Shard final : public proto::DatagramHandler,
     const proto::TimePoint now = clock_.Now();
     if (now < next_flood_sweep_) return;
     const FloodSettings& flood = config_->access.flood;
-    flood_.Sweep(now, flood);
+    edge_.flood().Sweep(now, flood);
     next_flood_sweep_ = now + flood.window;
-    counters_->flood_sources_blocked.Set(flood_.blocked());
-    counters_->flood_sources_untracked.Set(flood_.untracked());
+    counters_->flood_sources_blocked.Set(edge_.flood().blocked());
+    counters_->flood_sources_untracked.Set(edge_.flood().untracked());
   }
 
   // Work that batches: free ended calls, publish counters, flush queued datagrams.
@@ -374,6 +387,18 @@ class Shard final : public proto::DatagramHandler,
         u.dropped_oversized);
     counters_->datagrams_dropped[static_cast<size_t>(DropReason::kSendFailed)].Set(
         u.send_failures);
+    const proto::TcpCounters& tcp = tcp_->counters();
+    counters_->tcp_connections.Set(tcp_->connection_count());
+    counters_->tcp_accepted.Set(tcp.accepted);
+    counters_->tcp_refused.Set(tcp.refused_over_limit);
+    auto closed = [&](ConnectionClose reason, uint64_t value) {
+      counters_->tcp_closed[static_cast<size_t>(reason)].Set(value);
+    };
+    closed(ConnectionClose::kIdle, tcp.idle_closed);
+    closed(ConnectionClose::kFirstByteTimeout, tcp.first_byte_timeouts);
+    closed(ConnectionClose::kMessageTimeout, tcp.message_timeouts);
+    closed(ConnectionClose::kFramingError, tcp.framing_errors);
+    closed(ConnectionClose::kWriteOverflow, tcp.write_overflow);
     udp_->Flush();
   }
 
@@ -394,9 +419,8 @@ class Shard final : public proto::DatagramHandler,
   proto::SipParser parser_;
   proto::SipMessage message_;
   proto::RequestPolicy policy_{""};
-  FloodGuard flood_;
+  EdgeGuard edge_;
   proto::TimePoint next_flood_sweep_{};
-  std::string scratch_;  // the lower-cased User-Agent of the scanner check
   char response_buffer_[8192];
 };
 

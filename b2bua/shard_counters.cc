@@ -73,6 +73,18 @@ std::string_view RedirectFailureName(RedirectFailure reason) {
   return "other";
 }
 
+std::string_view ConnectionCloseName(ConnectionClose reason) {
+  switch (reason) {
+    case ConnectionClose::kIdle: return "idle";
+    case ConnectionClose::kFirstByteTimeout: return "first_byte_timeout";
+    case ConnectionClose::kMessageTimeout: return "message_timeout";
+    case ConnectionClose::kFramingError: return "framing_error";
+    case ConnectionClose::kWriteOverflow: return "write_overflow";
+    case ConnectionClose::kCount: break;
+  }
+  return "other";
+}
+
 std::string_view RejectReasonName(RejectReason reason) {
   switch (reason) {
     case RejectReason::kUntrusted: return "untrusted";

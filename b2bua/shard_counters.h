@@ -112,6 +112,17 @@ enum class RejectReason : uint8_t {
 };
 std::string_view RejectReasonName(RejectReason reason);
 
+/// Why the B2BUA closed a stream connection (b2bua_connections_closed_total{reason}).
+enum class ConnectionClose : uint8_t {
+  kIdle,              // no traffic either way for tcp.idle_timeout
+  kFirstByteTimeout,  // accepted, then silent for tcp.first_byte_timeout
+  kMessageTimeout,    // a message left unfinished past tcp.message_timeout
+  kFramingError,      // unparsable or over tcp.max_message_bytes (answered 513 when it can)
+  kWriteOverflow,     // the peer stopped reading what we sent
+  kCount,
+};
+std::string_view ConnectionCloseName(ConnectionClose reason);
+
 /// Every counter one shard publishes. Allocated once per shard, written only by that
 /// shard's thread, read by the exporter when scraped (Seastar's per-shard metrics).
 /// Indexing by enum replaces any lookup by name on the hot path.
@@ -129,6 +140,12 @@ struct alignas(64) ShardCounters {
   std::array<Counter, static_cast<size_t>(DropReason::kCount)> datagrams_dropped;
   Counter datagrams_received;
   Counter bytes_received;
+
+  // Stream transports (mirrors proto::TcpCounters at publication time).
+  Counter tcp_connections;  // gauge
+  Counter tcp_accepted;
+  Counter tcp_refused;      // over max_connections or max_connections_per_source
+  std::array<Counter, static_cast<size_t>(ConnectionClose::kCount)> tcp_closed;
 
   // Transactions (mirrors proto::TransactionCounters at publication time).
   Counter transactions_server_created;

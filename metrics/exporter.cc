@@ -237,6 +237,41 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
   summed("b2bua_received_bytes_total", "Bytes received on the SIP transports.",
          &ShardCounters::bytes_received);
 
+  // Stream connections.
+  {
+    MetricFamily f = NewFamily("b2bua_connections", "Open stream connections, by transport.",
+                               MetricType::Gauge);
+    AddGauge(f, static_cast<double>(s.Sum([](const ShardCounters& c) -> const Counter& {
+               return c.tcp_connections;
+             })),
+             OneLabel("transport", "tcp"));
+    add(std::move(f));
+  }
+  {
+    MetricFamily f = NewFamily("b2bua_connections_accepted_total",
+                               "Stream connections accepted, by transport.", MetricType::Counter);
+    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.tcp_accepted; }),
+               OneLabel("transport", "tcp"));
+    add(std::move(f));
+  }
+  {
+    MetricFamily f = NewFamily("b2bua_connections_refused_total",
+                               "Stream connections refused at accept for the connection limits "
+                               "(tcp.max_connections, tcp.max_connections_per_source).",
+                               MetricType::Counter);
+    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.tcp_refused; }),
+               OneLabel("transport", "tcp"));
+    add(std::move(f));
+  }
+  {
+    MetricFamily f = NewFamily("b2bua_connections_closed_total",
+                               "TCP connections the B2BUA closed, by reason.",
+                               MetricType::Counter);
+    s.AddArray(f, &ShardCounters::tcp_closed, "reason", 0,
+               [](size_t i) { return ConnectionCloseName(static_cast<ConnectionClose>(i)); });
+    add(std::move(f));
+  }
+
   // The edge.
   {
     MetricFamily f = NewFamily("b2bua_requests_rejected_total",

@@ -776,7 +776,8 @@ class ParserState {
       } else {
         switch (r.problem.defect) {
           case Defect::kBadVersion: r.problem.response_code = 505; break;
-          case Defect::kMessageTooLarge: r.problem.response_code = 413; break;
+          // RFC 3261 21.5.14: the message as a whole is over what the server takes.
+          case Defect::kMessageTooLarge: r.problem.response_code = 513; break;
           default: r.problem.response_code = 400; break;
         }
       }
@@ -1003,7 +1004,7 @@ ParseResult ParserState::Run() {
   const size_t start = pos;
   const size_t limit = limits_.max_message_bytes;
   auto too_large = [&](size_t consumed) {
-    // A start line that reads as a request may be answered 413, if the caller can address it.
+    // A start line that reads as a request may be answered 513, if the caller can address it.
     size_t sp = in_.find(' ', start);
     answerable_ = sp != std::string_view::npos && sp > start &&
                   IsTokenString(in_.substr(start, sp - start)) &&

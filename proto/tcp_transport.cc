@@ -20,6 +20,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "proto/sip_builder.h"
 #include "proto/sip_message.h"
 #include "proto/sip_parser.h"
 
@@ -89,6 +90,11 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   void OnWrite(Connection& c, error_code ec, size_t bytes);
   void ArmTimer(Connection& c, TimePoint at);
   void OnTimer(Connection& c);
+  // The earliest of the connection's idle, first-byte and message deadlines.
+  TimePoint NextDeadline(const Connection& c) const;
+  // A request over the size limit whose headers arrived is answered 513; the connection
+  // then only waits for the answer to leave (and discards what it reads) before closing.
+  bool AnswerTooLarge(Connection& c, const ParseResult& result);
   void CloseConnection(Connection& c, bool report);
   void CloseAll();
 
@@ -96,8 +102,8 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   tcp::acceptor acceptor;
   asio::steady_timer accept_backoff;
   const NetAddress listen;
-  const TcpOptions options;
-  const SipParser parser;
+  TcpOptions options;
+  SipParser parser;
   // Scratch for framing only: the handler gets the bytes and parses them itself.
   SipMessage message;
   StreamHandler* handler = nullptr;
@@ -140,7 +146,14 @@ struct TcpTransport::Impl::Connection : std::enable_shared_from_this<Connection>
   // The connect timeout, then the idle timeout. Armed once and re-armed from its own
   // handler only, so traffic costs a clock read and no timer operation.
   asio::steady_timer timer;
+  TimePoint armed_for;
   TimePoint last_activity;
+  TimePoint accepted_at;
+  bool received_any = false;
+  // When the unfinished message in the buffer began arriving; epoch when there is none.
+  TimePoint message_started;
+  // Answered 513: reads are discarded, and the connection closes once the answer is out.
+  bool closing = false;
 
   // Received bytes not yet framed are [receive_begin, receive_end).
   std::vector<char> receive;
@@ -228,6 +241,14 @@ bool TcpTransport::Send(const Peer& to, std::string_view bytes) {
   return m.Enqueue(*c, bytes);
 }
 
+void TcpTransport::UpdateOptions(const TcpOptions& options) {
+  Impl& m = *impl_;
+  const uint32_t base = m.options.connection_id_base;
+  m.options = options;
+  m.options.connection_id_base = base;
+  m.parser = SipParser(ParserLimits{options.max_message_bytes});
+}
+
 size_t TcpTransport::connection_count() const { return impl_->connections.size(); }
 
 const TcpCounters& TcpTransport::counters() const { return impl_->counters; }
@@ -281,7 +302,8 @@ void TcpTransport::Impl::OnAccept(error_code ec, tcp::socket socket) {
   c->connected = true;
   ++counters.accepted;
   c->last_activity = std::chrono::steady_clock::now();
-  ArmTimer(*c, c->last_activity + options.idle_timeout);
+  c->accepted_at = c->last_activity;
+  ArmTimer(*c, NextDeadline(*c));
   StartRead(*c);
   StartAccept();
 }
@@ -387,11 +409,27 @@ void TcpTransport::Impl::OnRead(Connection& c, error_code ec, size_t bytes) {
   // The handler may close the transport, or drop its last reference, from a callback.
   std::shared_ptr<Impl> keep_alive = shared_from_this();
   counters.bytes_received += bytes;
+  const TimePoint now = std::chrono::steady_clock::now();
+  c.last_activity = now;
+  c.received_any = true;
+  if (c.closing) {
+    // Answered 513: what follows is the oversized body, read and thrown away so that the
+    // peer's window stays open and our answer is not lost to a reset.
+    StartRead(c);
+    return;
+  }
   c.receive_end += bytes;
-  c.last_activity = std::chrono::steady_clock::now();
   const size_t delivered = Frame(c);
   if (delivered > 0 && handler != nullptr && !closed) handler->OnBatchEnd();
-  if (c.owner == nullptr) return;
+  if (c.owner == nullptr || c.closing) return;
+  // A message still unfinished has until message_timeout from its first byte.
+  if (c.receive_begin == c.receive_end) {
+    c.message_started = TimePoint{};
+  } else if (delivered > 0 || c.message_started == TimePoint{}) {
+    c.message_started = now;
+    if (c.message_started + options.message_timeout < c.armed_for)
+      ArmTimer(c, c.message_started + options.message_timeout);
+  }
 
   // Keep the unframed tail at the front so the next read appends to it.
   if (c.receive_begin == c.receive_end) {
@@ -448,7 +486,7 @@ size_t TcpTransport::Impl::Frame(Connection& c) {
       // kMalformed or kTooLarge: without a trustworthy Content-Length the next message's
       // start cannot be found, so the stream is unusable.
       ++counters.framing_errors;
-      CloseConnection(c, /*report=*/true);
+      if (!AnswerTooLarge(c, result)) CloseConnection(c, /*report=*/true);
       break;
     }
     ++counters.messages_received;
@@ -495,13 +533,36 @@ void TcpTransport::Impl::OnWrite(Connection& c, error_code ec, size_t bytes) {
   }
   c.writing.clear();
   c.last_activity = std::chrono::steady_clock::now();
-  if (!c.queued.empty()) StartWrite(c);
+  if (!c.queued.empty()) {
+    StartWrite(c);
+  } else if (c.closing) {
+    // The 513 is out: FIN now; the peer's close (or the message deadline) ends it.
+    error_code ignored;
+    c.socket.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+}
+
+bool TcpTransport::Impl::AnswerTooLarge(Connection& c, const ParseResult& result) {
+  if (result.status != ParseStatus::kTooLarge || result.problem.response_code == 0 ||
+      !message.is_request() || message.method() == Method::kAck || message.via_count() == 0)
+    return false;
+  char buffer[8192];
+  MessageWriter writer(buffer, sizeof(buffer));
+  if (!WriteProblemResponse(message, result.problem, {}, writer) || writer.overflowed())
+    return false;
+  ++counters.oversized_answered;
+  c.closing = true;
+  c.receive_begin = c.receive_end = 0;
+  c.message_started = std::chrono::steady_clock::now();
+  ArmTimer(c, c.message_started + options.message_timeout);
+  return Enqueue(c, writer.view());
 }
 
 // ---------------------------------------------------------------------------------------
 // Timers and closing
 
 void TcpTransport::Impl::ArmTimer(Connection& c, TimePoint at) {
+  c.armed_for = at;
   c.timer.expires_at(at);
   c.timer.async_wait([self = c.shared_from_this()](error_code ec) {
     if (ec) return;  // cancelled: only CloseConnection cancels
@@ -515,13 +576,32 @@ void TcpTransport::Impl::OnTimer(Connection& c) {
     CloseConnection(c, /*report=*/true);
     return;
   }
-  const TimePoint deadline = c.last_activity + options.idle_timeout;
-  if (std::chrono::steady_clock::now() >= deadline) {
+  const TimePoint now = std::chrono::steady_clock::now();
+  if (c.inbound && !c.received_any && now >= c.accepted_at + options.first_byte_timeout) {
+    ++counters.first_byte_timeouts;
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  if (c.message_started != TimePoint{} && now >= c.message_started + options.message_timeout) {
+    ++counters.message_timeouts;
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  if (now >= c.last_activity + options.idle_timeout) {
     ++counters.idle_closed;
     CloseConnection(c, /*report=*/true);
     return;
   }
-  ArmTimer(c, deadline);
+  ArmTimer(c, NextDeadline(c));
+}
+
+TimePoint TcpTransport::Impl::NextDeadline(const Connection& c) const {
+  TimePoint deadline = c.last_activity + options.idle_timeout;
+  if (c.inbound && !c.received_any)
+    deadline = std::min(deadline, c.accepted_at + options.first_byte_timeout);
+  if (c.message_started != TimePoint{})
+    deadline = std::min(deadline, c.message_started + options.message_timeout);
+  return deadline;
 }
 
 void TcpTransport::Impl::CloseConnection(Connection& c, bool report) {

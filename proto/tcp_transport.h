@@ -24,6 +24,12 @@ struct TcpOptions {
   size_t max_message_bytes = 65535;
   /// A connection with no traffic either way for this long is closed.
   Duration idle_timeout = std::chrono::minutes(5);
+  /// An accepted connection that sends nothing within this is closed: sockets opened and
+  /// left silent must not pile up.
+  Duration first_byte_timeout = std::chrono::seconds(10);
+  /// A message must be whole within this of its first byte: a peer trickling a byte every
+  /// few seconds is closed (slowloris).
+  Duration message_timeout = std::chrono::seconds(10);
   /// Accepted connections from one IP (any port) beyond this are closed at once.
   size_t max_connections_per_source_ip = 64;
   /// Inbound plus outbound. Over it, accepts are refused and Send() does not connect.
@@ -76,6 +82,12 @@ struct TcpCounters {
   /// RFC 5626 double-CRLF pings answered with a CRLF pong.
   uint64_t pongs_sent = 0;
   uint64_t idle_closed = 0;
+  /// Accepted connections closed for sending nothing within first_byte_timeout.
+  uint64_t first_byte_timeouts = 0;
+  /// Connections closed for a message left unfinished past message_timeout.
+  uint64_t message_timeouts = 0;
+  /// Requests over max_message_bytes answered 513 before their connection was closed.
+  uint64_t oversized_answered = 0;
   /// Connections closed because their write queue went over max_write_queue_bytes.
   uint64_t write_overflow = 0;
   /// Send() calls that returned false, plus queued messages dropped with their connection.
@@ -112,6 +124,10 @@ class TcpTransport final : public MessageSink {
   /// False when the bytes were dropped (closed transport, connection limit, write queue
   /// overflow); a later failure of a new connection is reported by OnSendFailure().
   bool Send(const Peer& to, std::string_view bytes) override;
+
+  /// Owning shard only. New limits and timeouts, from the next event of each connection
+  /// on (a config reload); `connection_id_base` is kept.
+  void UpdateOptions(const TcpOptions& options);
 
   /// Owning shard only.
   size_t connection_count() const;

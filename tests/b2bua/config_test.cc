@@ -268,7 +268,7 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("limits: {}\nlimit:\n  max_calls: 5\n"),
             "b2bua.yaml:2: unknown key 'limit' (did you mean 'limits'?)");
   EXPECT_EQ(ErrorOf("listen: 0.0.0.0\n"),
-            "b2bua.yaml:1: unknown key 'listen' (known keys: access, limits, timers, udp, "
+            "b2bua.yaml:1: unknown key 'listen' (known keys: access, limits, timers, udp, tcp, "
             "headers, redirect, failover_on, probe, routes)");
 }
 
@@ -920,6 +920,26 @@ TEST(AccessConfigTest, DefaultTextTrustsLoopbackOnly) {
   EXPECT_EQ((*config)->limits.max_request_uri_bytes, 1024u);
   // A signed call keeps its signature (RFC 8224).
   EXPECT_TRUE((*config)->headers.IsPassed("Identity"));
+  EXPECT_EQ((*config)->tcp, TcpConfig{});
+  EXPECT_EQ((*config)->tcp.first_byte_timeout, std::chrono::seconds(10));
+  EXPECT_EQ((*config)->tcp.message_timeout, std::chrono::seconds(10));
+  EXPECT_EQ((*config)->tcp.max_connections_per_source, 64u);
+}
+
+TEST(TcpConfigTest, EveryKeyIsRead) {
+  std::shared_ptr<const Config> c = MustParse(
+      "tcp: { max_message_bytes: 131072, max_connections: 500, max_connections_per_source: 8,\n"
+      "       idle_timeout: 2m, first_byte_timeout: 3s, message_timeout: 4s,\n"
+      "       connect_timeout: 2s }\n");
+  EXPECT_EQ(c->tcp.max_message_bytes, 131072u);
+  EXPECT_EQ(c->tcp.max_connections, 500u);
+  EXPECT_EQ(c->tcp.max_connections_per_source, 8u);
+  EXPECT_EQ(c->tcp.idle_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(c->tcp.first_byte_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(c->tcp.message_timeout, std::chrono::seconds(4));
+  EXPECT_EQ(c->tcp.connect_timeout, std::chrono::seconds(2));
+  EXPECT_THAT(ErrorOf("tcp: { max_connections: 0 }\n"), HasSubstr("tcp.max_connections"));
+  EXPECT_THAT(ErrorOf("tcp: { message_timeout: 10ms }\n"), HasSubstr("out of range"));
 }
 
 TEST(AccessConfigTest, EveryKeyIsRead) {

@@ -1336,14 +1336,14 @@ TEST_F(SipParserTest, CrlfOnlyIsKeepAlive) {
   EXPECT_FALSE(r.problem);
 }
 
-TEST_F(SipParserTest, RejectsOversizedMessagesWith413) {
+TEST_F(SipParserTest, RejectsOversizedMessagesWith513) {
   std::string in = Invite();
   SipParser small(ParserLimits{.max_message_bytes = in.size() - 1});
   for (Framing framing : {Framing::kDatagram, Framing::kStream}) {
     ParseResult r = small.Parse(in, framing, msg_.get());
     EXPECT_EQ(r.status, ParseStatus::kTooLarge);
     EXPECT_EQ(r.problem.defect, Defect::kMessageTooLarge);
-    EXPECT_EQ(r.problem.response_code, 413);
+    EXPECT_EQ(r.problem.response_code, 513);
   }
   // Exactly at the limit is fine: only what is over it is too large.
   SipParser exact(ParserLimits{.max_message_bytes = in.size()});
@@ -1358,14 +1358,14 @@ TEST_F(SipParserTest, StreamGivesUpOnEndlessHeaders) {
   while (in.size() < 1024) in += "X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
   ParseResult r = small.Parse(in, Framing::kStream, msg_.get());
   EXPECT_EQ(r.status, ParseStatus::kTooLarge);
-  EXPECT_EQ(r.problem.response_code, 413);
+  EXPECT_EQ(r.problem.response_code, 513);
 
   // So must a Content-Length that announces more than the limit.
   std::string big = Options();
   ReplaceLine(big, "Content-Length: ", "Content-Length: 100000");
   r = small.Parse(big, Framing::kStream, msg_.get());
   EXPECT_EQ(r.status, ParseStatus::kTooLarge);
-  EXPECT_EQ(r.problem.response_code, 413);
+  EXPECT_EQ(r.problem.response_code, 513);
 }
 
 // Every strict prefix of a message is incomplete over a stream, and nothing reads past the

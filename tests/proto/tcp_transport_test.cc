@@ -557,17 +557,99 @@ TEST_F(TcpTransportTest, MessageWithoutEndWithinTheLimitClosesTheConnection) {
   EXPECT_EQ(transport_->connection_count(), 0u);
 }
 
-TEST_F(TcpTransportTest, ContentLengthOverTheLimitClosesTheConnection) {
+// The headers say the message is over the limit: answered 513 at once, the body never read
+// into memory, the connection closed.
+TEST_F(TcpTransportTest, ContentLengthOverTheLimitIsAnswered513AndClosed) {
   TcpOptions options;
   options.max_message_bytes = 1024;
+  // After the 513 the peer has this long to close its end before we do.
+  options.message_timeout = milliseconds(300);
   Open(options);
   int fd = Client();
   std::string request = Request("big");
-  request.replace(request.find("Content-Length: 0"), 17, "Content-Length: 5000");
+  request.replace(request.find("Content-Length: 0"), 17, "Content-Length: 500000");
   ASSERT_TRUE(WriteAll(fd, request));
-  ASSERT_TRUE(RunUntilClosed(fd));
+  // Part of the announced body follows; it is read and thrown away.
+  ASSERT_TRUE(WriteAll(fd, std::string(20000, 'x')));
+  std::string answer;
+  ASSERT_TRUE(RunUntil([&] { return !Drain(fd, &answer); }));
+  EXPECT_TRUE(answer.starts_with("SIP/2.0 513 Message Too Large\r\n")) << answer;
+  EXPECT_NE(answer.find("Call-ID: big\r\n"), std::string::npos) << answer;
   EXPECT_EQ(counters().framing_errors, 1u);
+  EXPECT_EQ(counters().oversized_answered, 1u);
   EXPECT_TRUE(handler_.messages.empty());
+  EXPECT_TRUE(RunUntil([&] { return transport_->connection_count() == 0; }));
+}
+
+// A socket opened and left silent is closed at the first-byte deadline, long before the
+// idle timeout; one that spoke stays.
+TEST_F(TcpTransportTest, SilentConnectionIsClosedAtTheFirstByteDeadline) {
+  TcpOptions options;
+  options.first_byte_timeout = milliseconds(200);
+  options.idle_timeout = std::chrono::minutes(5);
+  Open(options);
+  int silent = Client();
+  int speaker = Client();
+  ASSERT_TRUE(WriteAll(speaker, Request("spoke")));
+  const auto start = steady_clock::now();
+  ASSERT_TRUE(RunUntilClosed(silent, milliseconds(2000)));
+  EXPECT_GE(steady_clock::now() - start, milliseconds(100));
+  EXPECT_EQ(counters().first_byte_timeouts, 1u);
+  std::string ignored;
+  RunFor(milliseconds(300));
+  EXPECT_TRUE(Drain(speaker, &ignored));
+  EXPECT_EQ(transport_->connection_count(), 1u);
+  EXPECT_EQ(handler_.messages.size(), 1u);
+}
+
+// A peer trickling one message a byte at a time is closed when the message deadline runs
+// out, although every byte counts as traffic for the idle timeout.
+TEST_F(TcpTransportTest, TricklingMessageIsClosedAtTheMessageDeadline) {
+  TcpOptions options;
+  options.message_timeout = milliseconds(300);
+  Open(options);
+  int slow = Client();
+  int brisk = Client();
+  const std::string request = Request("slow");
+  size_t sent = 0;
+  auto last = steady_clock::now();
+  int brisk_messages = 0;
+  std::string ignored;
+  ASSERT_TRUE(RunUntil(
+      [&] {
+        if (steady_clock::now() - last >= milliseconds(40) && sent + 1 < request.size()) {
+          WriteAll(slow, request.substr(sent++, 1));
+          // The other peer sends whole messages at the same pace: never cut off.
+          WriteAll(brisk, Request("brisk" + std::to_string(brisk_messages++)));
+          last = steady_clock::now();
+        }
+        return !Drain(slow, &ignored);
+      },
+      milliseconds(3000)));
+  EXPECT_EQ(counters().message_timeouts, 1u);
+  EXPECT_TRUE(Drain(brisk, &ignored));
+  EXPECT_EQ(transport_->connection_count(), 1u);
+  for (const auto& received : handler_.messages)
+    EXPECT_EQ(received.bytes.find("Call-ID: slow"), std::string::npos);
+}
+
+// A message that arrives in pieces within the deadline is delivered, and the next one gets
+// a deadline of its own.
+TEST_F(TcpTransportTest, MessageInPiecesWithinTheDeadlineIsDelivered) {
+  TcpOptions options;
+  options.message_timeout = milliseconds(400);
+  Open(options);
+  int fd = Client();
+  for (int round = 0; round < 3; ++round) {
+    const std::string request = Request("piece" + std::to_string(round));
+    const size_t half = request.size() / 2;
+    ASSERT_TRUE(WriteAll(fd, request.substr(0, half)));
+    RunFor(milliseconds(250));
+    ASSERT_TRUE(WriteAll(fd, request.substr(half)));
+    ASSERT_TRUE(RunUntil([&] { return handler_.messages.size() == static_cast<size_t>(round + 1); }));
+  }
+  EXPECT_EQ(counters().message_timeouts, 0u);
+  EXPECT_EQ(transport_->connection_count(), 1u);
 }
 
 TEST_F(TcpTransportTest, MessageOfExactlyTheLimitIsDelivered) {
