@@ -679,25 +679,19 @@ bool CallEngine::AdmitCall(TransactionId id, const SipMessage& request, const Pe
   };
   const proto::SipUri& ruri = request.request_uri();
   // No user part matches only the default route.
-  const Route* chain[8];
-  const size_t matched = config.routes.MatchChain(ruri.user, chain, std::size(chain));
-  if (matched > 0 && !chain[0]->callers.empty() && !chain[0]->callers.Contains(source.address)) {
+  const Route* route = config.routes.Match(ruri.user);
+  if (route != nullptr && !route->callers.empty() && !route->callers.Contains(source.address)) {
     return refuse(RejectReason::kRelayDenied, 403, "Forbidden",
                   "Reason: SIP;cause=403;text=\"route not allowed for this source\"\r\n");
   }
   // Without a route the Request-URI host is the next hop: an open relay unless only the
   // sources that may relay get it. A Request-URI naming the B2BUA gets its 404 later.
-  if (matched == 0 && ruri.IsSip() && !NamesSelf(ruri) &&
+  if (route == nullptr && ruri.IsSip() && !NamesSelf(ruri) &&
       !access.MayRelayToRequestUri(source.address)) {
     return refuse(RejectReason::kRelayDenied, 403, "Forbidden",
                   "Reason: SIP;cause=403;text=\"relaying to the Request-URI is not allowed\"\r\n");
   }
   SharedCallLimits* limits = context_.call_limits;
-  const proto::TimePoint now = context_.clock->Now();
-  if (limits != nullptr && !limits->global_rate.TryAcquire(now, config.limits.calls_per_second)) {
-    return refuse(RejectReason::kRate, 503, "Service Unavailable",
-                  "Retry-After: 1\r\nReason: SIP;cause=503;text=\"call rate limit\"\r\n");
-  }
   // Trunks and core proxies carry many callers' calls: the per-source cap is for the rest.
   if (limits != nullptr && access.max_calls_per_source != 0 &&
       !access.IsTrusted(source.address)) {
@@ -708,28 +702,43 @@ bool CallEngine::AdmitCall(TransactionId id, const SipMessage& request, const Pe
     }
     out->source_counted = true;
   }
-  if (matched == 0) return true;
-  // A route at its capacity or rate hands the call to the next route that matches.
-  for (size_t i = 0; i < matched; ++i) {
-    const Route* route = chain[i];
-    if (!route->callers.empty() && !route->callers.Contains(source.address)) continue;
-    if (route->action == Route::Action::kRedirect) {
-      out->route = route;
-      return true;
+  auto release = [&] {
+    if (out->route_load != nullptr) out->route_load->calls.Release();
+    out->route_load = nullptr;
+    if (out->source_counted) limits->per_source.Release(source.address);
+    out->source_counted = false;
+  };
+  const proto::TimePoint now = context_.clock->Now();
+  // A route at its capacity or rate hands the call to the route it names in overflow_to,
+  // if any; a bounded walk, so a cycle of overflow_to names cannot spin.
+  const Route* chosen = route;
+  for (int hop = 0; chosen != nullptr && chosen->action == Route::Action::kRoute; ++hop) {
+    if (hop == 8 || (!chosen->callers.empty() && !chosen->callers.Contains(source.address))) {
+      chosen = nullptr;
+      break;
     }
-    if (!route->load->calls.TryAcquire(route->max_calls)) continue;
-    if (!route->load->rate.TryAcquire(now, route->calls_per_second)) {
-      route->load->calls.Release();
-      continue;
+    if (chosen->load->calls.TryAcquire(chosen->max_calls)) {
+      if (chosen->load->rate.TryAcquire(now, chosen->calls_per_second)) {
+        out->route_load = chosen->load.get();
+        break;
+      }
+      chosen->load->calls.Release();
     }
-    out->route = route;
-    out->route_load = route->load.get();
-    return true;
+    chosen = config.routes.OverflowOf(*chosen);
   }
-  if (out->source_counted) limits->per_source.Release(source.address);
-  out->source_counted = false;
-  return refuse(RejectReason::kRouteLimit, 503, "Service Unavailable",
-                "Retry-After: 5\r\nReason: SIP;cause=503;text=\"route at capacity\"\r\n");
+  if (route != nullptr && chosen == nullptr) {
+    release();
+    return refuse(RejectReason::kRouteLimit, 503, "Service Unavailable",
+                  "Retry-After: 5\r\nReason: SIP;cause=503;text=\"route at capacity\"\r\n");
+  }
+  // The global rate last: a call refused above has not spent a token of it.
+  if (limits != nullptr && !limits->global_rate.TryAcquire(now, config.limits.calls_per_second)) {
+    release();
+    return refuse(RejectReason::kRate, 503, "Service Unavailable",
+                  "Retry-After: 1\r\nReason: SIP;cause=503;text=\"call rate limit\"\r\n");
+  }
+  out->route = chosen;
+  return true;
 }
 
 bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const Peer& destination,

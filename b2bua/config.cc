@@ -935,7 +935,7 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
       node, path,
       {"prefix", "next_hops", "action", "redirect_code", "contacts", "redirect", "callers",
-       "max_calls", "calls_per_second"},
+       "max_calls", "calls_per_second", "overflow_to"},
       &f));
   if (!node.IsMap()) return Error(node, path, "expected a mapping (prefix:, next_hops:, ...)");
   out->line = Line(node);
@@ -1017,6 +1017,14 @@ absl::Status Loader::ReadRoute(const YAML::Node& node, std::string_view path,
   if (auto* n = f.Find("calls_per_second"))
     B2BUA_CONFIG_RETURN_IF_ERROR(
         ReadInt(*n, KeyPath(path, "calls_per_second"), 0, 1000000, &out->calls_per_second));
+  if (auto* n = f.Find("overflow_to")) {
+    std::string prefix;
+    // "overflow_to:" with nothing after it reads as null: the default route, as ''.
+    if (!n->IsNull())
+      B2BUA_CONFIG_RETURN_IF_ERROR(
+          ReadScalar(*n, KeyPath(path, "overflow_to"), "a route prefix", &prefix));
+    out->overflow_to = std::move(prefix);
+  }
   if (redirecting && out->contacts.empty()) {
     return Error(f.Find("contacts") ? *f.Find("contacts") : node, path,
                  "action: redirect needs at least one entry in contacts");
@@ -1057,6 +1065,17 @@ absl::Status Loader::ReadRoutes(const YAML::Node& node, const RedirectSettings& 
                    StrCat("duplicate ", shown, ": already used by the route on line ", it->second));
     }
     out->push_back(std::move(route));
+  }
+  // overflow_to names another route of this file.
+  for (size_t i = 0; i < out->size(); ++i) {
+    const Route& route = (*out)[i];
+    if (!route.overflow_to) continue;
+    const std::string path = KeyPath(ItemPath("routes", i), "overflow_to");
+    const YAML::Node where = items[i]["overflow_to"];
+    if (*route.overflow_to == route.prefix)
+      return Error(where, path, "a route cannot overflow to itself");
+    if (!prefix_lines.contains(*route.overflow_to))
+      return Error(where, path, StrCat("no route has prefix '", *route.overflow_to, "'"));
   }
   return absl::OkStatus();
 }
@@ -1160,6 +1179,13 @@ bool HeaderPolicy::IsPassed(std::string_view name) const {
 // RouteTable
 
 RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
+  overflow_.assign(routes_.size(), -1);
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    if (!routes_[i].overflow_to) continue;
+    for (size_t j = 0; j < routes_.size(); ++j)
+      if (j != i && routes_[j].prefix == *routes_[i].overflow_to)
+        overflow_[i] = static_cast<int32_t>(j);
+  }
   plain_root_ = NewNode();
   plus_root_ = NewNode();
   for (size_t i = 0; i < routes_.size(); ++i) {
@@ -1180,6 +1206,12 @@ RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
     }
     if (nodes_[node].route < 0) nodes_[node].route = static_cast<int32_t>(i);
   }
+}
+
+const Route* RouteTable::OverflowOf(const Route& route) const {
+  const size_t i = static_cast<size_t>(&route - routes_.data());
+  if (i >= routes_.size() || overflow_[i] < 0) return nullptr;
+  return &routes_[static_cast<size_t>(overflow_[i])];
 }
 
 void RouteTable::InheritLoad(const RouteTable& previous) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -288,6 +289,10 @@ struct Route {
   uint32_t max_calls = 0;
   /// New calls a second on the route (premium-rate caps); 0: no limit.
   uint32_t calls_per_second = 0;
+  /// The prefix of the route that takes this route's calls while it is at max_calls or
+  /// calls_per_second ("" names the default route); unset: those calls get 503. Never
+  /// implied, so a capped route cannot leak its calls into the default route.
+  std::optional<std::string> overflow_to;
   /// Shared by every shard and carried over to the same prefix on reload (never null).
   std::shared_ptr<RouteLoad> load = std::make_shared<RouteLoad>();
   /// 1-based line of the route in the configuration file, for logs.
@@ -317,9 +322,11 @@ class RouteTable {
   /// not decoded), or nullptr when none matches. Safe from any thread; O(length of the
   /// user), never allocates. The pointer is valid as long as this table.
   const Route* Match(std::string_view request_uri_user) const;
-  /// Every route that matches `request_uri_user`, best first (the route a full one hands
-  /// its calls on to comes next). Writes at most `capacity`; returns how many.
+  /// Every route that matches `request_uri_user`, best first. Writes at most `capacity`;
+  /// returns how many.
   size_t MatchChain(std::string_view request_uri_user, const Route** out, size_t capacity) const;
+  /// The route named by `route.overflow_to`, or nullptr. Safe from any thread.
+  const Route* OverflowOf(const Route& route) const;
 
   /// Main thread, before the table is shared: each route takes the RouteLoad of the route
   /// of the same prefix in `previous`, so calls up and rates carry over a reload.
@@ -345,6 +352,7 @@ class RouteTable {
   void Walk(int32_t root, std::string_view user, size_t begin, OnRoute on_route) const;
 
   std::vector<Route> routes_;
+  std::vector<int32_t> overflow_;  // per route: index of its overflow_to route, or -1
   std::vector<Node> nodes_;
   int32_t plain_root_ = -1;
   int32_t plus_root_ = -1;

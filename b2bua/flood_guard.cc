@@ -15,7 +15,12 @@ FloodGuard::Verdict FloodGuard::Count(const proto::NetAddress& source, proto::Ti
   auto it = table_.find(key);
   if (it == table_.end()) {
     if (table_.size() >= settings.max_sources) {
-      Sweep(now, settings);
+      // A full table is swept at most once a window: a walk over a million entries for
+      // every packet of a spoofed flood would be the attack's real payload.
+      if (now >= next_full_sweep_) {
+        Sweep(now, settings);
+        next_full_sweep_ = now + settings.window;
+      }
       if (table_.size() >= settings.max_sources) {
         ++untracked_;
         return Verdict::kPass;

@@ -17,7 +17,8 @@ namespace b2bua {
 ///
 /// Memory is bounded: at most `max_sources` addresses are tracked. When the table is full,
 /// idle entries are swept out first; a new source that still finds no room is let through
-/// untracked and counted (blocking it would let spoofed floods lock out real callers).
+/// untracked and counted (blocking it would let spoofed floods lock out real callers); a
+/// full table is swept at most once a window.
 class FloodGuard {
  public:
   enum class Verdict : uint8_t {
@@ -39,7 +40,7 @@ class FloodGuard {
   size_t blocked() const { return blocked_; }
   /// Sources tracked.
   size_t tracked() const { return table_.size(); }
-  /// Sources let through untracked because the table was full.
+  /// Requests let through untracked because the table was full.
   uint64_t untracked() const { return untracked_; }
 
  private:
@@ -52,6 +53,7 @@ class FloodGuard {
   static proto::NetAddress Key(const proto::NetAddress& source);
 
   absl::flat_hash_map<proto::NetAddress, Entry> table_;
+  proto::TimePoint next_full_sweep_{};
   size_t blocked_ = 0;
   uint64_t untracked_ = 0;
 };

@@ -370,7 +370,7 @@ class Shard final : public proto::DatagramHandler,
     edge_.flood().Sweep(now, flood);
     next_flood_sweep_ = now + flood.window;
     counters_->flood_sources_blocked.Set(edge_.flood().blocked());
-    counters_->flood_sources_untracked.Set(edge_.flood().untracked());
+    counters_->flood_requests_untracked.Set(edge_.flood().untracked());
   }
 
   // Work that batches: free ended calls, publish counters, flush queued datagrams.

@@ -158,7 +158,7 @@ struct alignas(64) ShardCounters {
   // The edge: refused requests, and sources serving a flood block (gauge).
   std::array<Counter, static_cast<size_t>(RejectReason::kCount)> requests_rejected;
   Counter flood_sources_blocked;
-  Counter flood_sources_untracked;  // let through because the flood table was full
+  Counter flood_requests_untracked;  // let through because the flood table was full
 
   // Calls.
   std::array<Counter, static_cast<size_t>(CallOutcome::kCount)> calls_ended;

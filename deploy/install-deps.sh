@@ -43,3 +43,9 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Only fail2ban-regex is wanted here: a fail2ban service the package may have started
+# would watch this machine's own logins (its sshd jail is on by default).
+if [[ " ${missing[*]} " == *" fail2ban "* ]] && command -v systemctl >/dev/null 2>&1 &&
+    systemctl is-active --quiet fail2ban 2>/dev/null; then
+  $SUDO systemctl disable --now fail2ban || true
+fi

@@ -287,9 +287,9 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
             "Source addresses serving a flood block, per shard (each shard counts the "
             "requests it receives).",
             &ShardCounters::flood_sources_blocked);
-  summed("b2bua_flood_sources_untracked_total",
+  summed("b2bua_flood_requests_untracked_total",
          "Requests let through without flood counting because the per-source table was full.",
-         &ShardCounters::flood_sources_untracked);
+         &ShardCounters::flood_requests_untracked);
 
   // Transactions.
   {

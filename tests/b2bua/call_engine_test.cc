@@ -2925,12 +2925,13 @@ TEST_F(CallEngineAccessTest, CallsPerSourceAreCappedForUntrustedSources) {
   EXPECT_EQ(RequestsOf(InviteFrom(fourth, fourth.peer()), Method::kInvite).size(), 1u);
 }
 
-TEST_F(CallEngineAccessTest, FullRouteOverflowsToTheNextRouteThen503) {
+TEST_F(CallEngineAccessTest, FullRouteOverflowsToItsOverflowRouteThen503) {
   ASSERT_NO_FATAL_FAILURE(Start(R"yaml(
 routes:
   - prefix: "1900"
     next_hops: ["sip:127.0.0.1:5071"]
     max_calls: 2
+    overflow_to: "1"
   - prefix: "1"
     next_hops: ["sip:127.0.0.1:5072"]
     max_calls: 1
@@ -2957,6 +2958,7 @@ routes:
   - prefix: "1900"
     next_hops: ["sip:127.0.0.1:5071"]
     calls_per_second: 1
+    overflow_to: ""
   - prefix: ""
     next_hops: ["sip:127.0.0.1:5072"]
 )yaml"));
@@ -2977,6 +2979,34 @@ routes:
   Advance(1s);
   TakeSent();  // retransmissions of the 503 and of the unanswered INVITEs
   EXPECT_EQ(call("sip:19005551234@x.example"), 5071);
+}
+
+}  // namespace
+}  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+// Without overflow_to a capped route never leaks its calls into a shorter route that also
+// matches: the premium-rate cap holds even with a default route.
+TEST_F(CallEngineAccessTest, CappedRouteWithoutOverflowAnswers503) {
+  ASSERT_NO_FATAL_FAILURE(Start(R"yaml(
+routes:
+  - prefix: "1900"
+    next_hops: ["sip:127.0.0.1:5071"]
+    max_calls: 1
+  - prefix: ""
+    next_hops: ["sip:127.0.0.1:5072"]
+)yaml"));
+  Caller first = NumberedCaller(1, "sip:19005551234@b2bua.example.net");
+  std::vector<Sent> invites = RequestsOf(InviteFrom(first, first.peer()), Method::kInvite);
+  ASSERT_EQ(invites.size(), 1u);
+  EXPECT_EQ(invites[0].port(), 5071);
+  Caller second = NumberedCaller(2, "sip:19005551234@b2bua.example.net");
+  std::vector<Sent> out = InviteFrom(second, second.peer());
+  EXPECT_TRUE(RequestsOf(out, Method::kInvite).empty());
+  EXPECT_THAT(FinalStatuses(ResponsesTo(out, kCallerPort)), ElementsAre(503));
+  EXPECT_EQ(Rejected(RejectReason::kRouteLimit), 1u);
 }
 
 }  // namespace

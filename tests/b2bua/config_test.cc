@@ -1036,3 +1036,32 @@ TEST(RouteTableTest, ReloadCarriesRouteLoadOver) {
 
 }  // namespace
 }  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+TEST(RouteTableTest, OverflowToNamesAnotherRoute) {
+  std::shared_ptr<const Config> c = MustParse(
+      "routes:\n  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n    max_calls: 2\n"
+      "    overflow_to: '1'\n"
+      "  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n    overflow_to: ''\n"
+      "  - prefix: ''\n    next_hops: ['sip:192.0.2.1']\n");
+  const Route* premium = c->routes.Match("19005551234");
+  ASSERT_NE(premium, nullptr);
+  const Route* next = c->routes.OverflowOf(*premium);
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(next->prefix, "1");
+  const Route* last = c->routes.OverflowOf(*next);
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ(last->prefix, "");
+  EXPECT_EQ(c->routes.OverflowOf(*last), nullptr);
+  EXPECT_THAT(ErrorOf("routes:\n  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
+                      "    overflow_to: '44'\n"),
+              HasSubstr("routes[0].overflow_to: no route has prefix '44'"));
+  EXPECT_THAT(ErrorOf("routes:\n  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
+                      "    overflow_to: '1'\n"),
+              HasSubstr("cannot overflow to itself"));
+}
+
+}  // namespace
+}  // namespace b2bua

@@ -252,7 +252,7 @@ TEST_F(ExporterTest, EveryFamilyHasHelpAndType) {
       {"b2bua_connections_closed_total", "counter"},
       {"b2bua_requests_rejected_total", "counter"},
       {"b2bua_flood_sources_blocked", "gauge"},
-      {"b2bua_flood_sources_untracked_total", "counter"},
+      {"b2bua_flood_requests_untracked_total", "counter"},
       {"b2bua_transactions_created_total", "counter"},
       {"b2bua_transactions_active", "gauge"},
       {"b2bua_retransmissions_sent_total", "counter"},
