@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the suite needs, builds every variant and runs every test:
 #   1. Release build: unit tests and the end-to-end suites (the real binary between sipp
-#      peers, a real Prometheus server), benchmarks built
+#      peers, a real Prometheus server), benchmarks built; the fail2ban filter on its
+#      sample log
 #   2. ASan+UBSan build of the unit tests
 #   3. TSan build of the sharded runtime tests (cross-shard rings, shard group)
 #   4. libFuzzer (clang, ASan+UBSan) on the SIP parser, the call engine and the config
@@ -42,6 +43,14 @@ echo "== release build"
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release
 run_ctest build/release release
+
+echo "== fail2ban filter on its sample log"
+if deploy/fail2ban/test-filter.sh; then
+  passed=$((passed + 1))
+else
+  echo "== fail2ban filter: FAILED"
+  failed=$((failed + 1))
+fi
 
 echo "== ASan+UBSan build"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DB2BUA_SANITIZE=address \
