@@ -225,8 +225,10 @@ class Shard final : public proto::DatagramHandler,
   // of the two limits.
   void ApplyMessageLimits() {
     policy_.max_request_uri_bytes = config_->limits.max_request_uri_bytes;
-    parser_ = proto::SipParser(proto::ParserLimits{
-        std::max<size_t>(config_->udp.max_datagram_bytes, config_->tcp.max_message_bytes)});
+    const size_t largest =
+        std::max<size_t>(config_->udp.max_datagram_bytes, config_->tcp.max_message_bytes);
+    parser_ = proto::SipParser(proto::ParserLimits{largest});
+    response_buffer_.resize(largest + 1024);
   }
 
   void Reject(RejectReason reason) {
@@ -257,7 +259,7 @@ class Shard final : public proto::DatagramHandler,
         break;
     }
     Reject(RejectReason::kUntrusted);
-    proto::MessageWriter writer(response_buffer_, sizeof(response_buffer_));
+    proto::MessageWriter writer(response_buffer_.data(), response_buffer_.size());
     proto::WriteResponse(message_, 403, "Forbidden", {},
                          "Reason: SIP;cause=403;text=\"source address not allowed\"\r\n",
                          writer);
@@ -319,7 +321,7 @@ class Shard final : public proto::DatagramHandler,
       counters_->datagrams_dropped[static_cast<size_t>(DropReason::kUnparsable)].Inc();
       return;
     }
-    proto::MessageWriter writer(response_buffer_, sizeof(response_buffer_));
+    proto::MessageWriter writer(response_buffer_.data(), response_buffer_.size());
     if (!proto::WriteProblemResponse(message_, problem, unsupported, writer) ||
         writer.overflowed()) {
       counters_->datagrams_dropped[static_cast<size_t>(DropReason::kUnparsable)].Inc();
@@ -421,7 +423,8 @@ class Shard final : public proto::DatagramHandler,
   proto::RequestPolicy policy_{""};
   EdgeGuard edge_;
   proto::TimePoint next_flood_sweep_{};
-  char response_buffer_[8192];
+  // Stateless answers echo every Via of the request: as large as a message may be.
+  std::vector<char> response_buffer_;
 };
 
 ShardGroup::ShardGroup(ShardGroupOptions options) : options_(std::move(options)) {

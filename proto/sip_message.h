@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "proto/sip_chars.h"
 #include "proto/sip_uri.h"
@@ -167,13 +168,18 @@ class ParserState;
 
 /// A parsed SIP message. It owns nothing: every view points into the buffer handed to
 /// SipParser::Parse() and is valid until that buffer is returned to its pool or changed.
-/// Capacities are fixed so that a shard reuses one instance without touching the heap.
+///
+/// RFC 3261 sets no limit on header lines or on Via, Route and Record-Route values: their
+/// arrays start at the capacities below and a message with more grows them, bounded by
+/// its size (every value takes bytes of the message). The room stays for the next message,
+/// so a shard that reuses one instance allocates only when a message is the largest of its
+/// kind so far. Contacts are capped: they become redirect targets.
 class SipMessage {
  public:
-  static constexpr size_t kMaxHeaders = 192;
-  static constexpr size_t kMaxVias = 64;
+  static constexpr size_t kInitialHeaders = 192;
+  static constexpr size_t kInitialVias = 64;
   static constexpr size_t kMaxContacts = 64;
-  static constexpr size_t kMaxRoutes = 32;
+  static constexpr size_t kInitialRoutes = 32;
 
   /// Forgets the previous message in O(1).
   void Clear();
@@ -263,11 +269,11 @@ class SipMessage {
   size_t contact_count_ = 0;
   size_t route_count_ = 0;
   size_t record_route_count_ = 0;
-  std::array<HeaderField, kMaxHeaders> headers_;
-  std::array<Via, kMaxVias> vias_;
-  std::array<Contact, kMaxContacts> contacts_;
-  std::array<NameAddr, kMaxRoutes> routes_;
-  std::array<NameAddr, kMaxRoutes> record_routes_;
+  std::vector<HeaderField> headers_ = std::vector<HeaderField>(kInitialHeaders);
+  std::vector<Via> vias_ = std::vector<Via>(kInitialVias);
+  std::vector<Contact> contacts_ = std::vector<Contact>(kMaxContacts);
+  std::vector<NameAddr> routes_ = std::vector<NameAddr>(kInitialRoutes);
+  std::vector<NameAddr> record_routes_ = std::vector<NameAddr>(kInitialRoutes);
 };
 
 /// Splits a comma-separated list value into LWS-trimmed items, empty ones included (the parser

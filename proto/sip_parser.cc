@@ -15,6 +15,8 @@ namespace b2bua::proto {
 namespace {
 
 constexpr uint64_t kMaxUint32 = 0xffffffffULL;
+// No count limit but the message size (RFC 3261 sets none for Via, Route, Record-Route).
+constexpr size_t kUnbounded = ~size_t{0};
 
 size_t SkipLws(std::string_view s, size_t i) {
   while (i < s.size() && IsLws(s[i])) ++i;
@@ -790,8 +792,8 @@ class ParserState {
   void OnHeader(std::string_view name, std::string_view value, HeaderId id);
   void ParseHeaderValue(const HeaderField& field);
   template <typename Value, typename ParseOne>
-  void ParseList(const HeaderField& field, Value* slots, size_t capacity, size_t& count,
-                 ParseOne parse_one);
+  void ParseList(const HeaderField& field, std::vector<Value>& slots, size_t max_count,
+                 size_t& count, ParseOne parse_one);
 
   std::string_view in_;
   Framing framing_;
@@ -856,12 +858,16 @@ void ParserState::ParseStartLine(std::string_view line) {
 
 // Parses each comma-separated value of a list header into the next free slot.
 template <typename Value, typename ParseOne>
-void ParserState::ParseList(const HeaderField& field, Value* slots, size_t capacity,
-                            size_t& count, ParseOne parse_one) {
+void ParserState::ParseList(const HeaderField& field, std::vector<Value>& slots,
+                            size_t max_count, size_t& count, ParseOne parse_one) {
   ForEachListItem(field.value, [&](std::string_view item) {
     if (problem_) return;
     if (item.empty()) return Fail(Defect::kBadHeaderValue, field.id, field.name);
-    if (count == capacity) return Fail(Defect::kTooManyValues, field.id, field.name);
+    if (count == slots.size()) {
+      if (count >= max_count) return Fail(Defect::kTooManyValues, field.id, field.name);
+      // Each value took bytes of the message: growth is bounded by its size.
+      slots.resize(std::min(max_count, 2 * slots.size()));
+    }
     Defect d = parse_one(item, &slots[count++]);
     if (d != Defect::kNone) Fail(d, field.id, field.name);
   });
@@ -876,9 +882,9 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
   // A header with a case here must be in kCheckedHeaders too, or it never gets here.
   switch (field.id) {
     case HeaderId::kVia:
-      if (!one_pass_ || !ParseListPrefix(v, limit, m_.vias_.data(), SipMessage::kMaxVias,
+      if (!one_pass_ || !ParseListPrefix(v, limit, m_.vias_.data(), m_.vias_.size(),
                                          m_.via_count_, ParseViaPrefix))
-        ParseList(field, m_.vias_.data(), SipMessage::kMaxVias, m_.via_count_, ParseVia);
+        ParseList(field, m_.vias_, kUnbounded, m_.via_count_, ParseVia);
       break;
     case HeaderId::kContact:
       if (v == "*") {
@@ -888,19 +894,19 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
       if (!one_pass_ || !ParseListPrefix(v, limit, m_.contacts_.data(),
                                          SipMessage::kMaxContacts, m_.contact_count_,
                                          ParseContactPrefix))
-        ParseList(field, m_.contacts_.data(), SipMessage::kMaxContacts, m_.contact_count_,
+        ParseList(field, m_.contacts_, SipMessage::kMaxContacts, m_.contact_count_,
                   ParseContact);
       break;
     case HeaderId::kRoute:
-      if (!one_pass_ || !ParseListPrefix(v, limit, m_.routes_.data(), SipMessage::kMaxRoutes,
+      if (!one_pass_ || !ParseListPrefix(v, limit, m_.routes_.data(), m_.routes_.size(),
                                          m_.route_count_, ParseRoutePrefix))
-        ParseList(field, m_.routes_.data(), SipMessage::kMaxRoutes, m_.route_count_, ParseRoute);
+        ParseList(field, m_.routes_, kUnbounded, m_.route_count_, ParseRoute);
       break;
     case HeaderId::kRecordRoute:
       if (!one_pass_ || !ParseListPrefix(v, limit, m_.record_routes_.data(),
-                                         SipMessage::kMaxRoutes, m_.record_route_count_,
+                                         m_.record_routes_.size(), m_.record_route_count_,
                                          ParseRoutePrefix))
-        ParseList(field, m_.record_routes_.data(), SipMessage::kMaxRoutes,
+        ParseList(field, m_.record_routes_, kUnbounded,
                   m_.record_route_count_, ParseRoute);
       break;
     case HeaderId::kFrom:
@@ -977,7 +983,8 @@ void ParserState::ParseHeaderValue(const HeaderField& field) {
 }
 
 inline void ParserState::OnHeader(std::string_view name, std::string_view value, HeaderId id) {
-  if (m_.header_count_ == SipMessage::kMaxHeaders) return Fail(Defect::kTooManyHeaders);
+  // Every line took bytes of the message: growth is bounded by its size.
+  if (m_.header_count_ == m_.headers_.size()) m_.headers_.resize(2 * m_.headers_.size());
   HeaderField& field = m_.headers_[m_.header_count_++];
   field.name = name;
   field.value = value;

@@ -1188,22 +1188,47 @@ TEST_F(SipParserTest, KeepsHeadersReadBeforeAnError) {
   EXPECT_NE(msg().FindHeader(HeaderId::kCSeq), nullptr);
 }
 
-TEST_F(SipParserTest, RejectsTooManyHeadersAndValues) {
+// RFC 3261 sets no limit on header lines, Vias, Routes or Record-Routes: only the message
+// size bounds them. The same parser instance takes the next small message as before.
+TEST_F(SipParserTest, ManyHeadersAndValuesAreLimitedOnlyByTheMessageSize) {
   std::string headers;
-  for (size_t i = 0; i < SipMessage::kMaxHeaders + 1; ++i)
+  for (size_t i = 0; i < 3 * SipMessage::kInitialHeaders; ++i)
     headers += "X-H: " + std::to_string(i) + "\r\n";
   std::string in = Options(headers);
   ParseResult r = Parse(in);
-  EXPECT_EQ(r.status, ParseStatus::kMalformed);
-  EXPECT_NE(r.problem.response_code, 0);
+  ASSERT_EQ(r.status, ParseStatus::kComplete) << DefectText(r.problem.defect);
+  EXPECT_GT(msg().header_count(), 3 * SipMessage::kInitialHeaders);
 
-  std::string vias;
-  for (size_t i = 0; i < SipMessage::kMaxVias + 1; ++i)
+  // 1,000 Vias on lines of their own and in one comma list, and 300 Record-Routes.
+  std::string vias = "Via: SIP/2.0/UDP h0.example.com;branch=z9hG4bK0";
+  for (size_t i = 1; i < 500; ++i)
+    vias += ",SIP/2.0/UDP h" + std::to_string(i) + ".example.com;branch=z9hG4bK" + std::to_string(i);
+  vias += "\r\n";
+  for (size_t i = 500; i < 1000; ++i)
     vias += "Via: SIP/2.0/UDP h" + std::to_string(i) + ".example.com;branch=z9hG4bK" +
             std::to_string(i) + "\r\n";
+  for (size_t i = 0; i < 300; ++i)
+    vias += "Record-Route: <sip:p" + std::to_string(i) + ".example.com;lr>\r\n";
   in = Options(vias);
+  ASSERT_LT(in.size(), 64u * 1024);
   r = Parse(in);
+  ASSERT_EQ(r.status, ParseStatus::kComplete) << DefectText(r.problem.defect);
+  ASSERT_EQ(msg().via_count(), 1001u);  // Options() brings one of its own
+  EXPECT_EQ(msg().vias()[1000].host, "h999.example.com");
+  EXPECT_EQ(msg().record_route_count(), 300u);
+
+  r = Parse(Options());
+  ASSERT_EQ(r.status, ParseStatus::kComplete);
+  EXPECT_EQ(msg().via_count(), 1u);
+}
+
+TEST_F(SipParserTest, ContactsStayCapped) {
+  std::string contacts;
+  for (size_t i = 0; i < SipMessage::kMaxContacts + 1; ++i)
+    contacts += "Contact: <sip:c" + std::to_string(i) + "@example.com>\r\n";
+  ParseResult r = Parse(Options(contacts));
   EXPECT_EQ(r.status, ParseStatus::kMalformed);
+  EXPECT_EQ(r.problem.defect, Defect::kTooManyValues);
   EXPECT_NE(r.problem.response_code, 0);
 }
 
