@@ -1,4 +1,4 @@
-// Runs the RFC 4475 and RFC 5118 torture corpora (tests/data/rfc4475, tests/data/rfc5118)
+// Runs the RFC 4475 and RFC 5118 torture corpora and the edge cases of tests/data/edge
 // through proto/sip_parser and proto/sip_validate, one test per MANIFEST.tsv row, and checks
 // key facts of the valid messages.
 
@@ -31,7 +31,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr std::string_view kDataDir = B2BUA_TEST_DATA_DIR;
-constexpr std::string_view kCorpora[] = {"rfc4475", "rfc5118"};
+constexpr std::string_view kCorpora[] = {"rfc4475", "rfc5118", "edge"};
 
 // The B2BUA's A-leg UAS implements no option tags in these tests, so every Require tag is
 // unsupported.
@@ -136,7 +136,8 @@ std::string TestName(const ::testing::TestParamInfo<TortureCase>& info) {
 }
 
 bool IsUasValidatorCode(int code) {
-  return code == 400 || code == 416 || code == 420 || code == 483 || code == 501;
+  return code == 400 || code == 414 || code == 416 || code == 420 || code == 483 ||
+         code == 501;
 }
 
 // Holds a file's bytes and the message parsed from them; the message's views point into
@@ -168,6 +169,7 @@ TEST(TortureManifestTest, EveryCorpusIsComplete) {
   // instantiate fewer parameterized tests.
   EXPECT_EQ(LoadManifest("rfc4475").size(), 49u) << "data dir: " << kDataDir;
   EXPECT_EQ(LoadManifest("rfc5118").size(), 12u) << "data dir: " << kDataDir;
+  EXPECT_EQ(LoadManifest("edge").size(), 8u) << "data dir: " << kDataDir;
 }
 
 class TortureTest : public ::testing::TestWithParam<TortureCase> {};
