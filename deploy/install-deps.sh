@@ -26,6 +26,8 @@ packages=(
   prometheus
   # fail2ban-regex tests the filter shipped in deploy/fail2ban (test-filter.sh)
   fail2ban
+  # SIP scanners (svmap, svwar) the edge must stay silent to (tests/integration/test_edge.py)
+  sipvicious
 )
 
 missing=()

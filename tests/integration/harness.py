@@ -120,15 +120,17 @@ def free_port():
     raise RuntimeError("no free port found")
 
 
-def udp_port_bound(port, v6=False):
-    """True when some socket is bound to UDP loopback or the wildcard on `port` (reads
-    /proc/net/udp, or /proc/net/udp6 for v6).
+def udp_port_bound(port, v6=False, host=LOOPBACK):
+    """True when some socket is bound to UDP `host` (an IPv4 address; ::1 for v6) or the
+    wildcard on `port` (reads /proc/net/udp, or /proc/net/udp6 for v6).
 
     Reading, not binding, so it never races with the process that is starting.
     Returns None when the /proc file is not available.
     """
     want = ":%04X" % port
-    hosts = ("00000000000000000000000001000000", "0" * 32) if v6 else ("0100007F", "00000000")
+    # /proc/net/udp prints an IPv4 address as the hex of its bytes in host order.
+    ipv4 = "%08X" % int.from_bytes(socket.inet_aton(host), sys.byteorder)
+    hosts = ("00000000000000000000000001000000", "0" * 32) if v6 else (ipv4, "00000000")
     try:
         with open("/proc/net/udp6" if v6 else "/proc/net/udp") as fh:
             next(fh)
@@ -169,11 +171,12 @@ def contact(port, user, q=None, host=LOOPBACK):
     return value + (";q=%s" % q if q is not None else "")
 
 
-def route(prefix, *ports, redirect=None, **extra):
-    """A route entry: `prefix` (string of digits) to next hops on 127.0.0.1 `ports`."""
+def route(prefix, *ports, redirect=None, host=LOOPBACK, **extra):
+    """A route entry: `prefix` (string of digits) to next hops on `host` (127.0.0.1)
+    `ports`; `extra` adds keys of the route (callers, max_calls...)."""
     entry = {"prefix": str(prefix)}
     if ports:
-        entry["next_hops"] = [next_hop(p) for p in ports]
+        entry["next_hops"] = [next_hop(p, host=host) for p in ports]
     if redirect:
         entry["redirect"] = dict(redirect)
     entry.update(extra)
@@ -434,6 +437,12 @@ def tag_of(value):
 # Processes
 # ---------------------------------------------------------------------------------
 
+def read_text(path):
+    """The whole text of a log file (undecodable bytes replaced)."""
+    with open(path, errors="replace") as fh:
+        return fh.read()
+
+
 def _tail(path, lines=40):
     try:
         with open(path, errors="replace") as fh:
@@ -455,9 +464,10 @@ def _spawn(args, log, cwd):
 class Sipp:
     """One SIPp process, its port and its log files."""
 
-    def __init__(self, name, scenario, port, popen, files, timeout):
+    def __init__(self, name, scenario, port, popen, files, timeout, ip=LOOPBACK):
         self.name = name
         self.scenario = scenario
+        self.ip = ip  # the address it sends from and listens on (-i)
         self.port = port
         self.proc = popen
         self.files = files  # {"out": screen, "err": errors, "msg": message trace}
@@ -466,7 +476,7 @@ class Sipp:
 
     @property
     def addr(self):
-        return "%s:%d" % (LOOPBACK, self.port)
+        return "%s:%d" % (self.ip, self.port)
 
     def uri(self, user="x"):
         return "sip:%s@%s" % (user, self.addr)
@@ -542,7 +552,7 @@ class Sipp:
         return seen
 
     def describe(self):
-        return "%s (%s, port %d, rc %s)" % (self.name, self.scenario, self.port, self.rc)
+        return "%s (%s, %s, rc %s)" % (self.name, self.scenario, self.addr, self.rc)
 
     def report(self):
         out = ["==== %s" % self.describe()]
@@ -587,6 +597,21 @@ class B2bua:
 
     def metrics(self):
         return Metrics(parse_metrics(self.metrics_text()))
+
+    def log_text(self):
+        """Everything the b2bua wrote to stdout and stderr so far."""
+        return read_text(self.log)
+
+    def rss_kib(self):
+        """Resident set size (VmRSS of /proc/PID/status) in KiB; 0 when not readable."""
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
 
     def report(self):
         return "==== b2bua (port %d, metrics %d, rc %s)\n---- config %s\n%s---- log %s\n%s" % (
@@ -711,6 +736,31 @@ class Harness:
     def metrics(self):
         return self.b2bua.metrics()
 
+    def wait_log(self, text, count=1, timeout=5.0):
+        """Waits until `text` occurs `count` times in the b2bua log; returns the log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.b2bua.log_text()
+            if log.count(text) >= count or time.monotonic() >= deadline:
+                return log
+            time.sleep(0.05)
+
+    def reload_b2bua(self, config_path, timeout=5.0):
+        """Puts `config_path` in place of the running b2bua's config file (renamed over it,
+        as an editor or a config manager does), sends SIGHUP and waits for the log line
+        of the reload. Raises AssertionError when the reload is refused or never logged.
+        """
+        b = self.b2bua
+        done = "config reloaded from %s" % b.config_path
+        before = b.log_text().count(done)
+        os.replace(config_path, b.config_path)
+        b.proc.send_signal(signal.SIGHUP)
+        log = self.wait_log(done, before + 1, timeout)
+        if log.count(done) <= before:
+            raise AssertionError("no %r in the log %.0f s after SIGHUP:\n%s"
+                                 % (done, timeout, _tail(b.log, 20)))
+        return log
+
     def wait_metric(self, name, expected, timeout=5.0, **labels):
         """Polls /metrics until value(name, **labels) == expected; returns the last value."""
         deadline = time.monotonic() + timeout
@@ -722,12 +772,12 @@ class Harness:
 
     # -- SIPp -----------------------------------------------------------------------
 
-    def _sipp_args(self, scenario, port, tag, timeout, trace):
+    def _sipp_args(self, scenario, port, tag, timeout, trace, local_ip=LOOPBACK):
         path = scenario if os.path.isabs(scenario) else os.path.join(SIPP_DIR, scenario)
         if not os.path.isfile(path):
             raise AssertionError("no scenario %s" % path)
         files = {k: self.path("%s.%s" % (tag, k)) for k in ("out", "err", "msg")}
-        args = [_SIPP, "-sf", path, "-i", LOOPBACK, "-p", str(port),
+        args = [_SIPP, "-sf", path, "-i", local_ip, "-p", str(port),
                 "-buff_size", SIPP_BUFF_SIZE, "-nostdin",
                 "-timeout", "%ds" % timeout, "-timeout_error",
                 "-trace_err", "-error_file", files["err"]]
@@ -735,7 +785,8 @@ class Harness:
             args += ["-trace_msg", "-message_file", files["msg"]]
         return args, files
 
-    def _spawn_sipp(self, name, scenario, port, timeout, trace, tail_args, wait_bound):
+    def _spawn_sipp(self, name, scenario, port, timeout, trace, tail_args, wait_bound,
+                    local_ip=LOOPBACK):
         if not _SIPP:
             raise unittest.SkipTest("sipp is not installed (Debian package sip-tester)")
         fixed = port is not None
@@ -743,10 +794,10 @@ class Harness:
             p = port if fixed else free_port()
             self._seq += 1
             tag = "%02d-%s" % (self._seq, name)
-            args, files = self._sipp_args(scenario, p, tag, timeout, trace)
+            args, files = self._sipp_args(scenario, p, tag, timeout, trace, local_ip)
             args += tail_args
             popen = _spawn(args, files["out"], self.dir)
-            sipp = Sipp(name, os.path.basename(scenario), p, popen, files, timeout)
+            sipp = Sipp(name, os.path.basename(scenario), p, popen, files, timeout, local_ip)
             self.sipps.append(sipp)
             if not wait_bound:
                 return sipp
@@ -754,14 +805,14 @@ class Harness:
             while time.monotonic() < deadline:
                 if not sipp.running():
                     break
-                bound = udp_port_bound(p)
+                bound = udp_port_bound(p, host=local_ip)
                 if bound or bound is None:
                     if bound is None:
                         time.sleep(0.3)
                     return sipp
                 time.sleep(0.02)
             if sipp.running():
-                raise AssertionError("%s did not bind UDP port %d" % (name, p))
+                raise AssertionError("%s did not bind UDP %s" % (name, sipp.addr))
             sipp.rc = popen.returncode
             if sipp.rc == SIPP_RC_BIND_FAILED and not fixed:
                 continue
@@ -770,12 +821,14 @@ class Harness:
         raise AssertionError("%s could not bind after 3 attempts" % name)
 
     def start_callee(self, scenario, calls=None, port=None, keys=None, duration_ms=0,
-                     lost=None, timeout=30, trace=True, name=None, extra=()):
+                     lost=None, timeout=30, trace=True, name=None, extra=(),
+                     local_ip=LOOPBACK):
         """Starts a SIPp callee (server mode) in the background.
 
         calls: exit after that many calls (`-m`); None: run until stopped (counting).
         duration_ms: -d, the timewait/pause of the scenario (see its header).
         keys: {name: value} for the scenario's [name] keywords (-key).
+        local_ip: the loopback address it listens on (any of 127.0.0.0/8).
         """
         tail = ["-d", str(duration_ms)]
         if calls is not None:
@@ -786,14 +839,17 @@ class Harness:
             tail += ["-key", k, str(v)]
         tail += list(extra)
         name = name or "callee-" + os.path.splitext(os.path.basename(scenario))[0]
-        return self._spawn_sipp(name, scenario, port, timeout, trace, tail, wait_bound=True)
+        return self._spawn_sipp(name, scenario, port, timeout, trace, tail, wait_bound=True,
+                                local_ip=local_ip)
 
     def start_caller(self, scenario, calls=1, rate=10, dest=None, remote=None, service="1000",
                      keys=None, duration_ms=0, lost=None, limit=None, timeout=15, trace=True,
-                     name=None, extra=()):
+                     name=None, extra=(), local_ip=LOOPBACK):
         """Starts a SIPp caller towards the b2bua (or `remote`) without waiting.
 
         dest: host:port for the Request-URI and To (-key dest); default the b2bua.
+        local_ip: the loopback address it sends from (any of 127.0.0.0/8), the source
+        address the b2bua's access policy sees.
         """
         if remote is None:
             if self.b2bua is None:
@@ -809,7 +865,8 @@ class Harness:
             tail += ["-key", k, str(v)]
         tail += list(extra) + [remote]
         name = name or "caller-" + os.path.splitext(os.path.basename(scenario))[0]
-        return self._spawn_sipp(name, scenario, None, timeout, trace, tail, wait_bound=False)
+        return self._spawn_sipp(name, scenario, None, timeout, trace, tail, wait_bound=False,
+                                local_ip=local_ip)
 
     def run_caller(self, scenario, **kwargs):
         """start_caller() and wait for its exit (bounded by its -timeout plus 10 s)."""

@@ -261,15 +261,6 @@ class CoreCallTest(B2buaTestCase):
         # T1 = 100 ms: transactions linger 64*T1 = 6.4 s after their call instead of 32 s,
         # so each measurement sees only what the calls left behind.
         self.start_with_route(callee, timers={"t1": "100ms", "t2": "4s", "t4": "5s"})
-        pid = self.h.b2bua.proc.pid
-
-        def rss_kib():
-            with open("/proc/%d/status" % pid) as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-            return 0
-
         rss = []
         for _ in range(rounds):
             caller = self.h.run_caller("uac-basic-call-caller-hangup.xml", calls=per_round,
@@ -277,7 +268,7 @@ class CoreCallTest(B2buaTestCase):
             self.assertSippOk(caller)
             self.assertNoActiveCalls(wait=10)
             self.assertMetric("b2bua_transactions_active", 0, wait=20)
-            rss.append(rss_kib())
+            rss.append(self.h.b2bua.rss_kib())
         self.assertMetric("b2bua_calls_total", rounds * per_round, outcome="answered")
         self.assertLess(rss[-1] - rss[-3], 8 * 1024,
                         "RSS after each round of %d calls: %s KiB" % (per_round, rss))

@@ -31,8 +31,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (REPO_ROOT, B2buaTestCase, free_port, main, route,  # noqa: E402
-                     sipp_path)
+from harness import (REPO_ROOT, B2buaTestCase, free_port, main, read_text,  # noqa: E402
+                     route, sipp_path)
 
 DEPLOY = os.path.join(REPO_ROOT, "deploy")
 ALERTS = os.path.join(DEPLOY, "prometheus", "b2bua-alerts.yml")
@@ -56,11 +56,6 @@ FLAGS = ("listen", "shards", "config", "metrics_listen", "log_level", "call_reco
 EXTERNAL_METRICS = {"up", "probe_success"}
 # Labels Prometheus attaches to every series, not the exporter.
 TARGET_LABELS = {"job", "instance"}
-
-
-def _read(path):
-    with open(path, errors="replace") as fh:
-        return fh.read()
 
 
 # ---------------------------------------------------------------------------------
@@ -156,7 +151,7 @@ def alert_rule_exprs(path):
     Handles `expr: one line` and `expr: |` block scalars, which is how the file is written.
     """
     exprs, alert = {}, None
-    lines = _read(path).splitlines()
+    lines = read_text(path).splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -275,7 +270,7 @@ def deploy_flags():
             found.add((os.path.relpath(path, REPO_ROOT), flag))
 
     for path, start in ((SYSTEMD_UNIT, r"ExecStart="), (DOCKERFILE, r"(ENTRYPOINT|CMD) ")):
-        lines = _read(path).splitlines()
+        lines = read_text(path).splitlines()
         i = 0
         while i < len(lines):
             if re.match(start, lines[i]):
@@ -284,7 +279,7 @@ def deploy_flags():
                     i += 1
                     add(path, lines[i])
             i += 1
-    for line in _read(K8S_DAEMONSET).splitlines():
+    for line in read_text(K8S_DAEMONSET).splitlines():
         if re.match(r"^\s*-\s+--", line):
             add(K8S_DAEMONSET, line)
     return found
@@ -292,7 +287,7 @@ def deploy_flags():
 
 def configmap_config(path):
     """The b2bua.yaml block scalar of the ConfigMap, dedented (no YAML library)."""
-    lines = _read(path).splitlines()
+    lines = read_text(path).splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"^(\s*)b2bua\.yaml:\s*\|\s*$", line)
         if not m:
@@ -471,7 +466,7 @@ class DeployAgainstBinaryTest(BinaryTestCase):
         configmap = self.h.config(text=configmap_config(K8S_CONFIGMAP))
         for path in (EXAMPLE_CONFIG, configmap):
             b = self.h.start_b2bua(path, shards=1)
-            self.assertIn("config %s" % path, _read(b.log))
+            self.assertIn("config %s" % path, read_text(b.log))
             self.assertEqual(self.h.stop_b2bua(), 0, "exit code on SIGTERM")
 
 
@@ -538,15 +533,6 @@ class BinaryOpsTest(BinaryTestCase):
 
 class SignalTest(B2buaTestCase):
 
-    def wait_log(self, text, count, timeout=5.0):
-        """Waits until `text` occurs `count` times in the b2bua log; returns the log."""
-        deadline = time.monotonic() + timeout
-        while True:
-            log = _read(self.h.b2bua.log)
-            if log.count(text) >= count or time.monotonic() >= deadline:
-                return log
-            time.sleep(0.05)
-
     def call(self):
         """One call from a new caller to 1000; returns the caller after it ended."""
         return self.h.run_caller("uac-basic-call-caller-hangup.xml", duration_ms=100)
@@ -564,7 +550,7 @@ class SignalTest(B2buaTestCase):
         # Replace the file the way an editor or a config manager does (rename over it).
         os.replace(self.h.config(routes=[route("1", b.port)]), config_path)
         b2bua.proc.send_signal(signal.SIGHUP)
-        log = self.wait_log("config reloaded from %s" % config_path, 1)
+        log = self.h.wait_log("config reloaded from %s" % config_path, 1)
         self.assertIn("config reloaded from %s" % config_path, log)
         self.assertSippOk(self.call())
         self.assertEqual(len(b.calls_received()), 1, "the call after SIGHUP did not reach B")
@@ -574,7 +560,7 @@ class SignalTest(B2buaTestCase):
             fh.write("limits:\n  drain_timeout: 30s\n  no_such_key: 1\nroutes:\n"
                      '  - prefix: "1"\n    next_hops: ["sip:127.0.0.1:%d"]\n' % a.port)
         b2bua.proc.send_signal(signal.SIGHUP)
-        log = self.wait_log("reload refused", 1)
+        log = self.h.wait_log("reload refused", 1)
         self.assertRegex(log, r"reload refused[^\n]*%s:3:[^\n]*no_such_key"
                          % re.escape(config_path))
         self.assertTrue(b2bua.running(), "the b2bua exited on a broken config reload")
@@ -628,7 +614,7 @@ class SignalTest(B2buaTestCase):
             self.fail("still running 10 s after its last call ended")
         self.assertEqual(rc, 0, "exit code after the drain")
         self.assertLess(time.monotonic() - term_sent, 15, "the drain waited for its limit")
-        log = _read(b2bua.log)
+        log = read_text(b2bua.log)
         self.assertIn("stopping with 0 calls still up", log)
 
     def start_long_call(self, b2bua_config, talk_ms=8000):
@@ -672,7 +658,7 @@ class SignalTest(B2buaTestCase):
             time.sleep(0.1)
         self.assertEqual((len(live.received("BYE")), len(callee.received("BYE"))), (1, 1),
                          "BYEs (to the caller, to the callee) for the call still up when "
-                         "drain_timeout passed; log:\n%s" % _read(b2bua.log))
+                         "drain_timeout passed; log:\n%s" % read_text(b2bua.log))
 
     def test_sighup_reloaded_drain_timeout_applies_to_sigterm(self):
         """limits.drain_timeout changed by SIGHUP is the one the next SIGTERM waits for."""
@@ -680,7 +666,7 @@ class SignalTest(B2buaTestCase):
         os.replace(self.h.config(routes=[route("1", callee.port)],
                                  limits={"drain_timeout": "1s"}), config_path)
         b2bua.proc.send_signal(signal.SIGHUP)
-        self.assertIn("config reloaded", self.wait_log("config reloaded", 1))
+        self.assertIn("config reloaded", self.h.wait_log("config reloaded", 1))
         self.h.start_caller("uac-basic-call-caller-hangup.xml", duration_ms=8000,
                             name="caller-live")
         self.wait_answered()
