@@ -260,9 +260,9 @@ class Shard final : public proto::DatagramHandler,
     }
     Reject(RejectReason::kUntrusted);
     proto::MessageWriter writer(response_buffer_.data(), response_buffer_.size());
-    proto::WriteResponse(message_, 403, "Forbidden", {},
-                         "Reason: SIP;cause=403;text=\"source address not allowed\"\r\n",
-                         writer);
+    proto::WriteStatelessResponse(
+        message_, 403, "Forbidden",
+        "Reason: SIP;cause=403;text=\"source address not allowed\"\r\n", writer);
     if (!writer.overflowed()) {
       counters_->responses_sent[4].Inc();
       Send(source, writer.view());

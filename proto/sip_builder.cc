@@ -127,6 +127,12 @@ void WriteResponse(const SipMessage& request, int code, std::string_view reason,
   out.Body({});
 }
 
+void WriteStatelessResponse(const SipMessage& request, int code, std::string_view reason,
+                            std::string_view extra_headers, MessageWriter& out) {
+  char tag_storage[16];
+  WriteResponse(request, code, reason, StatelessToTag(request, tag_storage), extra_headers, out);
+}
+
 bool WriteProblemResponse(const SipMessage& request, const Problem& problem,
                           std::string_view unsupported, MessageWriter& out) {
   if (problem.response_code == 0 || !request.is_request() || request.method() == Method::kAck)
@@ -134,18 +140,14 @@ bool WriteProblemResponse(const SipMessage& request, const Problem& problem,
   if (request.FindHeader(HeaderId::kVia) == nullptr) return false;
   char reason[96];
   size_t reason_size = WriteReasonPhrase(problem, reason, sizeof(reason));
-  char tag_storage[16];
-  std::string_view stateless_tag = StatelessToTag(request, tag_storage);
+  char extra[512];
+  MessageWriter extra_writer(extra, sizeof(extra));
   if (problem.response_code == 420 && !unsupported.empty()) {
-    char extra[512];
-    MessageWriter extra_writer(extra, sizeof(extra));
     extra_writer.Header("Unsupported", unsupported);
     if (extra_writer.overflowed()) return false;
-    WriteResponse(request, problem.response_code, {reason, reason_size}, stateless_tag,
-                  extra_writer.view(), out);
-  } else {
-    WriteResponse(request, problem.response_code, {reason, reason_size}, stateless_tag, {}, out);
   }
+  WriteStatelessResponse(request, problem.response_code, {reason, reason_size},
+                         extra_writer.view(), out);
   return !out.overflowed();
 }
 

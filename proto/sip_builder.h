@@ -53,6 +53,12 @@ void WriteMessage(const SipMessage& message, std::string_view body, MessageWrite
 void WriteResponse(const SipMessage& request, int code, std::string_view reason,
                    std::string_view to_tag, std::string_view extra_headers, MessageWriter& out);
 
+/// WriteResponse() for an answer given without transaction state (RFC 3261 8.2.6.2): the
+/// To tag is derived from the request, so a retransmission gets the same tag and the
+/// caller's ACK names it.
+void WriteStatelessResponse(const SipMessage& request, int code, std::string_view reason,
+                            std::string_view extra_headers, MessageWriter& out);
+
 /// Writes the stateless answer to a request that failed parsing or validation: the status
 /// code of `problem`, its reason phrase ("Bad Via Header"), and for 420 an Unsupported
 /// header naming `unsupported`. Returns false when the request lacks what a response

@@ -420,3 +420,38 @@ TEST(WriteProblemResponseTest, RefusesARequestWithoutVia) {
 
 }  // namespace
 }  // namespace b2bua::proto
+
+namespace b2bua::proto {
+namespace {
+
+// A stateless answer carries a To tag (RFC 3261 8.2.6.2), the same for a retransmission
+// of the request, so the caller's ACK can name it.
+TEST(WriteStatelessResponseTest, ToTagIsStableAcrossRetransmissions) {
+  const std::string request =
+      "INVITE sip:bob@example.com SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKst1\r\n"
+      "Max-Forwards: 70\r\n"
+      "From: <sip:alice@example.com>;tag=a\r\n"
+      "To: <sip:bob@example.com>\r\n"
+      "Call-ID: stateless-1\r\n"
+      "CSeq: 1 INVITE\r\n"
+      "Content-Length: 0\r\n\r\n";
+  auto answer = [&] {
+    SipMessage message;
+    EXPECT_TRUE(SipParser().Parse(request, Framing::kDatagram, &message).ok());
+    char buffer[2048];
+    MessageWriter writer(buffer, sizeof(buffer));
+    WriteStatelessResponse(message, 403, "Forbidden", "Reason: SIP;cause=403\r\n", writer);
+    EXPECT_FALSE(writer.overflowed());
+    return std::string(writer.view());
+  };
+  const std::string first = answer();
+  EXPECT_TRUE(first.starts_with("SIP/2.0 403 Forbidden\r\n")) << first;
+  const size_t to = first.find("\r\nTo: <sip:bob@example.com>;tag=");
+  ASSERT_NE(to, std::string::npos) << first;
+  EXPECT_NE(first.find("\r\nReason: SIP;cause=403\r\n"), std::string::npos) << first;
+  EXPECT_EQ(answer(), first);
+}
+
+}  // namespace
+}  // namespace b2bua::proto
