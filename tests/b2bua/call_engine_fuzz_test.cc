@@ -3,7 +3,10 @@
 // input: templates whose fields the input chooses (statuses, Contacts, tags, CSeqs), answers
 // to whatever the B2BUA last sent, and raw bytes. Any crash or undefined behaviour shows
 // under ASan+UBSan. After the script, time runs past every timer: a call, dialog or
-// transaction still alive then is a leak, and the target traps.
+// transaction still alive then is a leak, and the target traps. The caller sends from a
+// trusted or an untrusted address, as the input says, through the edge checks a shard
+// applies (EdgeGuard) and the call limits of the config; once every call has ended, a
+// share of a limit still held is a leak too.
 
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -20,6 +23,7 @@
 
 #include "b2bua/call_engine.h"
 #include "b2bua/config.h"
+#include "b2bua/edge_guard.h"
 #include "b2bua/log.h"
 #include "b2bua/shard_counters.h"
 #include "proto/clock.h"
@@ -44,7 +48,12 @@ using b2bua::proto::SipMessage;
 using b2bua::proto::SipParser;
 
 constexpr std::string_view kConfig = R"yaml(
-limits: { max_calls: 8, max_call_duration: 60s, no_answer_timeout: 20s }
+access:
+  trusted: [127.0.0.1/32]
+  callers: [127.0.0.0/8]
+  max_calls_per_source: 2
+  flood: { window: 2s, max_requests: 40, block_for: 5s }
+limits: { max_calls: 8, max_call_duration: 60s, no_answer_timeout: 20s, calls_per_second: 6 }
 redirect:
   mode: follow
   max_depth: 3
@@ -58,6 +67,12 @@ routes:
     next_hops: ["sip:127.0.0.1:5070"]
   - prefix: "9"
     next_hops: ["sip:127.0.0.1:5071", "sip:127.0.0.1:5072;transport=tcp"]
+    max_calls: 1
+    overflow_to: "99"
+  - prefix: "99"
+    next_hops: ["sip:127.0.0.1:5072"]
+    calls_per_second: 1
+    callers: [127.0.0.1/32]
   - prefix: "7"
     action: redirect
     contacts: ["<sip:7@127.0.0.1:5071>;q=0.5"]
@@ -181,7 +196,9 @@ class World {
     context.sink = &sink_;
     context.counters = &counters_;
     context.resolver = &resolver_;
+    context.call_limits = &limits_;
     b2bua::proto::NetAddress::ParseIp("127.0.0.1", 5060, &context.local_address);
+    config_ = config;
     engine_ = std::make_unique<CallEngine>(context, std::move(config));
     layer_ = std::make_unique<b2bua::proto::TransactionLayer>(
         b2bua::proto::TransactionConfig{}, wheel_, sink_, *engine_);
@@ -195,7 +212,7 @@ class World {
 
   void Run(FuzzedDataProvider& in) {
     for (int step = 0; step < 64 && in.remaining_bytes() > 0; ++step) {
-      switch (in.ConsumeIntegralInRange<int>(0, 10)) {
+      switch (in.ConsumeIntegralInRange<int>(0, 11)) {
         case 0: CallerInvite(in); break;
         case 1: CallerInDialog(in, "ACK"); break;
         case 2: CallerInDialog(in, "BYE"); break;
@@ -211,6 +228,7 @@ class World {
           break;
         }
         case 9: resolver_.AnswerOne(in); break;
+        case 10: caller_untrusted_ = !caller_untrusted_; break;
         default: {
           const uint16_t port = in.ConsumeBool() ? kCallerPort : kCalleePorts[0];
           Deliver(in.ConsumeRandomLengthString(2048), port);
@@ -231,6 +249,13 @@ class World {
                      engine_->active_calls(), layer_->size());
     }
     engine_->CollectEndedCalls();
+    bool limits_held = limits_.per_source.Count(UntrustedCaller().address) != 0;
+    for (const b2bua::Route& route : config_->routes.routes())
+      limits_held = limits_held || route.load->calls.active() != 0;
+    if (limits_held) {
+      std::fprintf(stderr, "a call limit is still held after every call ended\n");
+      __builtin_trap();
+    }
     if (engine_->active_calls() != 0 || layer_->size() != 0 ||
         counters_.calls_active.Get() != 0 || counters_.dialogs_active.Get() != 0 ||
         counters_.internal_bugs.Get() != 0) {
@@ -267,7 +292,14 @@ class World {
     } else if (b2bua::proto::ValidateResponse(message_)) {
       return;
     }
-    layer_->OnMessage(message_, Loopback(from_port));
+    Peer from = Loopback(from_port);
+    if (from_port == kCallerPort && caller_untrusted_) from = UntrustedCaller();
+    // The edge a shard applies before anything else: the caller may be refused or dropped.
+    if (message_.is_request() &&
+        edge_.Admit(config_->access, message_, from.address, clock_.Now()) !=
+            b2bua::EdgeVerdict::kAccept)
+      return;
+    layer_->OnMessage(message_, from);
     LearnCallerTags();
   }
 
@@ -281,6 +313,12 @@ class World {
       for (CallerCall& call : calls_)
         if (call.call_id == call_id && tag != std::string::npos) call.to_tag = to.substr(tag + 5);
     }
+  }
+
+  static Peer UntrustedCaller() {
+    Peer peer;
+    b2bua::proto::NetAddress::ParseIp("127.0.0.2", kCallerPort, &peer.address);
+    return peer;
   }
 
   void Advance(std::chrono::milliseconds by) {
@@ -429,6 +467,10 @@ class World {
   Sink sink_;
   ScriptedResolver resolver_;
   ShardCounters counters_;
+  b2bua::SharedCallLimits limits_;
+  b2bua::EdgeGuard edge_;
+  std::shared_ptr<const b2bua::Config> config_;
+  bool caller_untrusted_ = false;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<b2bua::proto::TransactionLayer> layer_;
   SipParser parser_;
