@@ -160,6 +160,19 @@ void AppendBody(std::string& out, std::string_view body, std::string_view conten
   StrAppend(&out, "Content-Length: ", body.size(), "\r\n\r\n", body);
 }
 
+// The transport a URI asks for: TLS for sips: (RFC 3261 26.2.2) and ;transport=tls,
+// TCP for ;transport=tcp, UDP otherwise.
+proto::TransportKind TransportOfUri(const proto::SipUri& uri) {
+  if (uri.scheme == proto::UriScheme::kSips || proto::EqualsIgnoreCase(uri.transport, "tls"))
+    return proto::TransportKind::kTls;
+  if (proto::EqualsIgnoreCase(uri.transport, "tcp")) return proto::TransportKind::kTcp;
+  return proto::TransportKind::kUdp;
+}
+
+bool IsSipsUri(std::string_view uri) {
+  return uri.size() >= 5 && proto::EqualsIgnoreCase(uri.substr(0, 5), "sips:");
+}
+
 // A name-addr value without its tag parameter, so that a new tag can be appended.
 std::string WithoutTag(const proto::NameAddr& address) {
   std::string_view text = address.text;
@@ -285,6 +298,8 @@ struct CallSetup {
   int pending_target = -1;
   std::string pending_request_uri;
   std::string pending_proxy_route;
+  std::string pending_host;  // the host the attempt was given by: what its TLS cert names
+  bool sips_refused = false;  // a sips: Request-URI met a next hop without TLS
   bool skipped_resting = false;  // a next hop was skipped for its 503 Retry-After
   std::vector<Peer> spare_addresses;  // further addresses of the name being tried
   std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI
@@ -409,6 +424,23 @@ CallEngine::CallEngine(const ShardContext& context, std::shared_ptr<const Config
                          ? StrCat("[", ip, "]:", context_.local_address.port())
                          : StrCat(ip, ":", context_.local_address.port());
   contact_header_ = StrCat("<sip:b2bua@", local_host_port_, ">");
+  if (context_.tls_port != 0) {
+    tls_host_port_ = ip.find(':') != std::string::npos
+                         ? StrCat("[", ip, "]:", context_.tls_port)
+                         : StrCat(ip, ":", context_.tls_port);
+    tls_contact_header_ = StrCat("<sip:b2bua@", tls_host_port_, ";transport=tls>");
+  }
+}
+
+const std::string& CallEngine::HostPortFor(proto::TransportKind transport) const {
+  return transport == proto::TransportKind::kTls && !tls_host_port_.empty() ? tls_host_port_
+                                                                            : local_host_port_;
+}
+
+const std::string& CallEngine::ContactFor(proto::TransportKind transport) const {
+  return transport == proto::TransportKind::kTls && !tls_contact_header_.empty()
+             ? tls_contact_header_
+             : contact_header_;
 }
 
 CallEngine::~CallEngine() {
@@ -458,7 +490,7 @@ bool CallEngine::DestinationFor(const proto::SipUri& uri, Peer* out) const {
   if (!IsIpLiteral(uri)) return false;
   uint16_t port = uri.port ? uri.port : (uri.scheme == proto::UriScheme::kSips ? 5061 : 5060);
   if (!proto::NetAddress::ParseIp(uri.host, port, &out->address)) return false;
-  out->transport = proto::TransportKind::kUdp;
+  out->transport = TransportOfUri(uri);
   out->connection_id = 0;
   return true;
 }
@@ -635,7 +667,9 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
     NextHop hop;
     hop.uri = std::string(ruri.text);
     hop.host = std::string(ruri.host);
-    hop.port = ruri.port ? ruri.port : 5060;
+    hop.transport = TransportOfUri(ruri);
+    hop.port = ruri.port ? ruri.port
+                         : (hop.transport == proto::TransportKind::kTls ? 5061 : 5060);
     raw->setup().hops.push_back(std::move(hop));
   }
   // A 301 learned earlier sends the call straight to the permanent target.
@@ -750,6 +784,19 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
     call.setup().hops_exhausted = true;
     return false;
   }
+  // RFC 3261 26.2.2: a sips: Request-URI travels over TLS on every hop, or not at all.
+  if (IsSipsUri(request_uri) && destination.transport != proto::TransportKind::kTls) {
+    call.setup().sips_refused = true;
+    return false;
+  }
+  if (destination.transport == proto::TransportKind::kTls) {
+    if (context_.tls_names == nullptr) return false;  // no TLS configured
+    // The certificate must name the host the hop was given by; an IP literal names itself.
+    const std::string& host = call.setup().pending_host;
+    proto::NetAddress literal;
+    if (!host.empty() && !proto::NetAddress::ParseIp(host, 0, &literal))
+      context_.tls_names->SetServerName(destination.address, host);
+  }
   call.b_request_uri = std::string(request_uri);
   // What this attempt's target (index 0: the original) was sent, for a 305 it may answer.
   const size_t attempt = call.setup().current_target < 0
@@ -760,7 +807,8 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
   call.b_invite_cseq = call.b.local_cseq++;
   std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
   const std::string via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
-                                 local_host_port_, ";branch=", branch, ";rport");
+                                 HostPortFor(destination.transport), ";branch=", branch,
+                                 ";rport");
   std::string out;
   out.reserve(1024 + call.setup().offer_body.size() + call.setup().passed.size());
   StrAppend(&out, "INVITE ", request_uri, " SIP/2.0\r\n");
@@ -771,7 +819,7 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
   AppendHeader(out, "To", call.setup().b_to);
   AppendHeader(out, "Call-ID", call.b.call_id);
   StrAppend(&out, "CSeq: ", call.b_invite_cseq, " INVITE\r\n");
-  AppendHeader(out, "Contact", contact_header_);
+  AppendHeader(out, "Contact", ContactFor(destination.transport));
   if (call.in_redirect && !call.setup().history_info.empty()) {
     if (settings.history_info) AppendHeader(out, "History-Info", call.setup().history_info);
     if (settings.diversion && call.setup().current_target >= 0) {
@@ -808,7 +856,8 @@ bool CallEngine::StartNextAttempt(Call& call) {
     proto::SipUri uri;
     if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone) continue;
     std::optional<proto::TransportKind> transport;
-    if (!uri.transport.empty()) transport = hop.transport;
+    if (!uri.transport.empty() || uri.scheme == proto::UriScheme::kSips)
+      transport = hop.transport;
     std::string request_uri =
         call.setup().hop_request_uri.empty() ? call.setup().a_request_uri : call.setup().hop_request_uri;
     proto::SipUri original;
@@ -893,9 +942,8 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
     transport = hop.transport;
     request_uri = StrCat("sip:", uri.user, "@", hop.host,
                          hop.port != 5060 ? StrCat(":", hop.port) : "", ";user=phone");
-  } else if (!uri.transport.empty()) {
-    transport = proto::EqualsIgnoreCase(uri.transport, "tcp") ? proto::TransportKind::kTcp
-                                                               : proto::TransportKind::kUdp;
+  } else if (!uri.transport.empty() || uri.scheme == proto::UriScheme::kSips) {
+    transport = TransportOfUri(uri);
   }
   proto::SipUri destination_uri;
   if (proto::ParseUri(destination_text, &destination_uri) != proto::UriError::kNone ||
@@ -942,6 +990,7 @@ bool CallEngine::SendAttempt(Call& call, const proto::SipUri& uri, std::string r
   ++call.setup().resolve_generation;
   call.setup().spare_addresses.clear();
   Peer destination;
+  call.setup().pending_host.assign(uri.host);
   if (DestinationFor(uri, &destination)) {
     if (transport) destination.transport = *transport;
     if (target_index < 0 && HopResting(destination)) {
@@ -983,8 +1032,14 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
   if (result.status == proto::ResolveStatus::kOk) {
     // In RFC 3263 order; the first address we may and can use wins.
     for (const proto::ResolvedTarget& target : result.targets) {
-      if (target.tls || target.transport != proto::TransportKind::kUdp) continue;
+      // RFC 3263 targets: TLS ones when this B2BUA has TLS, UDP ones always.
       Peer destination{target.address, target.transport, 0};
+      if (target.tls) {
+        if (context_.tls_names == nullptr) continue;
+        destination.transport = proto::TransportKind::kTls;
+      } else if (target.transport != proto::TransportKind::kUdp) {
+        continue;
+      }
       if (call.setup().pending_target >= 0) {
         // A name must not lead where an address would be refused (RFC 1918, ourselves).
         const bool self = destination.address == context_.local_address;
@@ -1080,7 +1135,7 @@ void CallEngine::SendProbe(const NextHop& hop, const Peer& destination) {
   const std::string host_port = StrCat(v6 ? "[" : "", hop.host, v6 ? "]" : "", ":", hop.port);
   std::string out = StrCat(
       "OPTIONS sip:", host_port, " SIP/2.0\r\nVia: SIP/2.0/",
-      proto::TransportName(destination.transport), " ", local_host_port_, ";branch=", branch,
+      proto::TransportName(destination.transport), " ", HostPortFor(destination.transport), ";branch=", branch,
       ";rport\r\nMax-Forwards: 70\r\n", "From: <sip:b2bua@", local_host_port_, ">;tag=",
       NewToken('p'), "\r\nTo: <sip:", host_port, ">\r\nCall-ID: ",
       kCallIdPrefix, Hex{context_.shard_index}, "-probe-", NewToken('q'),
@@ -1140,7 +1195,8 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
                               std::string_view content_type) {
   if (call.a_final_sent) return;
   std::string out = call.setup().a_head.Start(status, reason, call.a_tag);
-  if (status < 300 && status > 100) AppendHeader(out, "Contact", contact_header_);
+  if (status < 300 && status > 100)
+    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
   context_.counters->responses_sent[status / 100].Inc();
@@ -1210,6 +1266,13 @@ void CallEngine::FinishSearch(Call& call) {
     EndCall(call, CallOutcome::kUnreachable);
     return;
   }
+  if (call.setup().best_status == 0 && call.setup().sips_refused) {
+    AnswerCaller(call, 480, "Temporarily Unavailable",
+                 "Reason: SIP;cause=480;text=\"a sips: Request-URI needs a TLS next hop\"\r\n",
+                 {}, {});
+    EndCall(call, CallOutcome::kUnreachable);
+    return;
+  }
   if (call.setup().best_status == 0) {
     AnswerCaller(call, 408, "Request Timeout",
                  "Reason: SIP;cause=408;text=\"no next hop answered\"\r\n", {}, {});
@@ -1254,7 +1317,7 @@ void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
     if (status == 100 || call.cancelled || call.a_final_sent) return;  // 100 is hop by hop
     call.state = Call::State::kEarly;
     std::string out = call.setup().a_head.Start(status, response.reason_phrase(), call.a_tag);
-    AppendHeader(out, "Contact", contact_header_);
+    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
     StrAppend(&out, PassedHeaders(response, call.config->headers,
                                   IdentityFrom(call.config->access, call.b.peer)));
     AppendBody(out, response.body(), response.content_type());
@@ -1419,7 +1482,7 @@ void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
   if (settings.send_181 && !call.setup().sent_181 && !call.a_final_sent) {
     call.setup().sent_181 = true;
     std::string out = call.setup().a_head.Start(181, "Call Is Being Forwarded", call.a_tag);
-    AppendHeader(out, "Contact", contact_header_);
+    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
     AppendBody(out, {}, {});
     context_.counters->responses_sent[1].Inc();
     transactions_->Respond(call.a_invite, 181, std::move(out));
@@ -1559,7 +1622,8 @@ std::string CallEngine::StartDialogRequest(const Dialog& dialog, std::string_vie
   std::string out;
   out.reserve(512);
   StrAppend(&out, method_text, " ", dialog.remote_target, " SIP/2.0\r\nVia: SIP/2.0/",
-            proto::TransportName(dialog.peer.transport), " ", local_host_port_, ";branch=",
+            proto::TransportName(dialog.peer.transport), " ",
+            HostPortFor(dialog.peer.transport), ";branch=",
             branch, ";rport\r\n");
   for (const std::string& route : dialog.route_set) AppendHeader(out, "Route", route);
   StrAppend(&out, "Max-Forwards: 70\r\n");
@@ -1631,7 +1695,7 @@ TransactionId CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method 
   std::string out = StartDialogRequest(dialog, method_text, branch, cseq);
   if (method == Method::kInvite || method == Method::kUpdate || method == Method::kNotify ||
       method == Method::kRefer || method == Method::kSubscribe)
-    AppendHeader(out, "Contact", contact_header_);
+    AppendHeader(out, "Contact", ContactFor(dialog.peer.transport));
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
   context_.counters->requests_sent[static_cast<size_t>(method)].Inc();
@@ -1723,7 +1787,7 @@ void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessag
   }
   std::string out = relay.head.Start(status, response.reason_phrase(), {});
   if (status < 300 && (relay.method == Method::kInvite || relay.method == Method::kUpdate))
-    AppendHeader(out, "Contact", contact_header_);
+    AppendHeader(out, "Contact", ContactFor((relay.from_a ? call.a.peer : call.b.peer).transport));
   if (status >= 200 && status < 300 && relay.method == Method::kInvite) {
     // The answering leg's 2xx is ACKed when the offering leg ACKs ours (end to end).
     Dialog& answering = relay.from_a ? call.b : call.a;

@@ -55,6 +55,16 @@ class TargetResolver {
                        proto::ResolveCallback callback) = 0;
 };
 
+/// The TLS transport's view for the engine: the host name a next hop's certificate must
+/// carry (RFC 5922), given before the first message to the address it was resolved to.
+class TlsServerNames {
+ public:
+  virtual void SetServerName(const proto::NetAddress& address, std::string_view host) = 0;
+
+ protected:
+  ~TlsServerNames() = default;
+};
+
 /// What a shard's CallEngine needs from its shard. Passed explicitly, never global.
 struct ShardContext {
   uint32_t shard_index = 0;
@@ -74,6 +84,10 @@ struct ShardContext {
   TargetResolver* resolver = nullptr;
   /// Call limits shared by every shard (per source, call rates); null: none enforced.
   SharedCallLimits* call_limits = nullptr;
+  /// The port of the SIP-over-TLS listener, on the same IP; 0: no TLS listener.
+  uint16_t tls_port = 0;
+  /// Tells the TLS transport which name a next hop's certificate must carry; null: none.
+  TlsServerNames* tls_names = nullptr;
 };
 
 /// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
@@ -246,6 +260,11 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   uint64_t token_counter_ = 0;
   std::string local_host_port_;  // "127.0.0.1:5060" or "[::1]:5060"
   std::string contact_header_;   // "<sip:b2bua@127.0.0.1:5060>"
+  std::string tls_host_port_;    // "127.0.0.1:5061"; empty without a TLS listener
+  std::string tls_contact_header_;  // "<sip:b2bua@127.0.0.1:5061;transport=tls>"
+  // What Via and Contact name for a leg over `transport`: the TLS listener for TLS.
+  const std::string& HostPortFor(proto::TransportKind transport) const;
+  const std::string& ContactFor(proto::TransportKind transport) const;
 
   absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
   // Both legs' Call-IDs, viewing the Call's own copies (never changed once set): no second

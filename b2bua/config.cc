@@ -295,6 +295,7 @@ class Loader {
   absl::Status ReadTimers(const YAML::Node& node, TimersConfig* out) const;
   absl::Status ReadUdp(const YAML::Node& node, UdpConfig* out) const;
   absl::Status ReadTcp(const YAML::Node& node, TcpConfig* out) const;
+  absl::Status ReadTls(const YAML::Node& node, TlsConfig* out) const;
   absl::Status ReadHeaders(const YAML::Node& node, HeaderPolicy* out) const;
   absl::Status ReadRedirect(const YAML::Node& node, std::string_view path,
                             RedirectSettings* inout) const;
@@ -317,6 +318,8 @@ class Loader {
   absl::Status ReadContact(const YAML::Node& node, std::string_view path, std::string* out) const;
 
   std::string source_;
+  // Next hops over TLS need the tls: section, read before the routes.
+  bool tls_configured_ = false;
   // Reused for every Contact check: a SipMessage is tens of kilobytes.
   mutable std::unique_ptr<proto::SipMessage> scratch_message_;
 };
@@ -658,6 +661,43 @@ absl::Status Loader::ReadTcp(const YAML::Node& node, TcpConfig* out) const {
   return absl::OkStatus();
 }
 
+absl::Status Loader::ReadTls(const YAML::Node& node, TlsConfig* out) const {
+  Fields f;
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(node, "tls",
+                                       {"listen", "certificate", "private_key", "ca",
+                                        "verify_peer", "min_version", "handshake_timeout"},
+                                       &f));
+  if (auto* n = f.Find("listen")) {
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(*n, "tls.listen", "IP:PORT", &out->listen));
+    proto::NetAddress address;
+    if (!proto::NetAddress::ParseIpPort(out->listen, &address) || address.port() == 0)
+      return Error(*n, "tls.listen", StrCat("'", out->listen, "' is not IP:PORT"));
+  }
+  if (auto* n = f.Find("certificate"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadScalar(*n, "tls.certificate", "a file", &out->settings.certificate));
+  if (auto* n = f.Find("private_key"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadScalar(*n, "tls.private_key", "a file", &out->settings.private_key));
+  if (auto* n = f.Find("ca"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(*n, "tls.ca", "a file", &out->settings.ca));
+  if (auto* n = f.Find("verify_peer"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadBool(*n, "tls.verify_peer", &out->settings.verify_peer));
+  if (auto* n = f.Find("min_version")) {
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadEnum<std::string>(
+        *n, "tls.min_version", {{"1.2", "1.2"}, {"1.3", "1.3"}}, &out->settings.min_version));
+  }
+  if (auto* n = f.Find("handshake_timeout"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "tls.handshake_timeout", 100ms, 60s, &out->handshake_timeout));
+  if (f.entries.empty()) return absl::OkStatus();
+  if (!out->enabled()) return Error(node, "tls", "needs listen (IP:PORT)");
+  for (std::string_view key : {"certificate", "private_key"}) {
+    if (!f.Find(key)) return Error(node, "tls", StrCat("needs ", key, " (a PEM file)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Loader::ReadHeaders(const YAML::Node& node, HeaderPolicy* out) const {
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(node, "headers", {"pass", "strip", "pass_unknown"}, &f));
@@ -854,13 +894,8 @@ absl::Status Loader::ReadNextHop(const YAML::Node& node, std::string_view path,
   if (error != proto::UriError::kNone) {
     return Error(node, path, StrCat("'", text, "' is not a valid SIP URI (", UriProblem(error), ")"));
   }
-  if (uri.scheme == proto::UriScheme::kSips) {
-    // sips: demands TLS on every hop (RFC 3261 26.2.2); sending it over plain TCP would
-    // quietly break that promise.
-    return Error(node, path, StrCat("'", text, "': sips next hops need TLS, which is not supported"));
-  }
-  if (uri.scheme != proto::UriScheme::kSip) {
-    return Error(node, path, StrCat("'", text, "' is not a sip: URI"));
+  if (uri.scheme != proto::UriScheme::kSip && uri.scheme != proto::UriScheme::kSips) {
+    return Error(node, path, StrCat("'", text, "' is not a sip: or sips: URI"));
   }
   if (uri.has_user) {
     return Error(node, path, StrCat("'", text, "': a next hop names a host; remove the user part"));
@@ -871,20 +906,32 @@ absl::Status Loader::ReadNextHop(const YAML::Node& node, std::string_view path,
   if (!uri.maddr.empty()) {
     return Error(node, path, StrCat("'", text, "': maddr is not supported"));
   }
-  out->transport = proto::TransportKind::kUdp;
+  // sips: demands TLS on every hop (RFC 3261 26.2.2).
+  const bool sips = uri.scheme == proto::UriScheme::kSips;
+  out->transport = sips ? proto::TransportKind::kTls : proto::TransportKind::kUdp;
   if (!uri.transport.empty()) {
-    if (proto::EqualsIgnoreCase(uri.transport, "udp")) {
+    if (proto::EqualsIgnoreCase(uri.transport, "tls")) {
+      out->transport = proto::TransportKind::kTls;
+    } else if (sips && !proto::EqualsIgnoreCase(uri.transport, "tcp")) {
+      return Error(node, path, StrCat("'", text, "': a sips: next hop goes over TLS"));
+    } else if (proto::EqualsIgnoreCase(uri.transport, "udp")) {
       out->transport = proto::TransportKind::kUdp;
     } else if (proto::EqualsIgnoreCase(uri.transport, "tcp")) {
-      out->transport = proto::TransportKind::kTcp;
+      if (!sips) out->transport = proto::TransportKind::kTcp;
     } else {
-      return Error(
-          node, path,
-          StrCat("'", text, "': transport '", uri.transport, "' is not supported (udp or tcp)"));
+      return Error(node, path,
+                   StrCat("'", text, "': transport '", uri.transport,
+                          "' is not supported (udp, tcp or tls)"));
     }
   }
   out->host = std::string(uri.host);
-  out->port = uri.port != 0 ? uri.port : 5060;
+  const bool tls = out->transport == proto::TransportKind::kTls;
+  if (tls && !tls_configured_) {
+    return Error(node, path,
+                 StrCat("'", text, "' goes over TLS: configure the tls: section (listen, ",
+                        "certificate, private_key, ca)"));
+  }
+  out->port = uri.port != 0 ? uri.port : (tls ? 5061 : 5060);
   out->uri = std::move(text);
   return absl::OkStatus();
 }
@@ -1084,14 +1131,16 @@ absl::Status Loader::Load(const YAML::Node& root, Config* config) {
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
       root, "",
-      {"access", "limits", "timers", "udp", "tcp", "headers", "redirect", "failover_on",
-       "probe", "routes"},
+      {"access", "limits", "timers", "udp", "tcp", "tls", "headers", "redirect",
+       "failover_on", "probe", "routes"},
       &f));
   if (auto* n = f.Find("access")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadAccess(*n, &config->access));
   if (auto* n = f.Find("limits")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadLimits(*n, &config->limits));
   if (auto* n = f.Find("timers")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadTimers(*n, &config->timers));
   if (auto* n = f.Find("udp")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadUdp(*n, &config->udp));
   if (auto* n = f.Find("tcp")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadTcp(*n, &config->tcp));
+  if (auto* n = f.Find("tls")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadTls(*n, &config->tls));
+  tls_configured_ = config->tls.enabled();
   if (auto* n = f.Find("headers")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadHeaders(*n, &config->headers));
   if (auto* n = f.Find("redirect"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadRedirect(*n, "redirect", &config->redirect));

@@ -17,6 +17,7 @@
 #include "b2bua/call_limits.h"
 #include "proto/cidr.h"
 #include "proto/sip_chars.h"
+#include "proto/tcp_transport.h"
 #include "proto/transport.h"
 
 namespace b2bua {
@@ -117,6 +118,19 @@ struct TcpConfig {
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(5);
 
   friend bool operator==(const TcpConfig&, const TcpConfig&) = default;
+};
+
+/// SIP over TLS (RFC 3261 26): a listener, and the certificates for it and for next hops
+/// reached over TLS (sips: or ;transport=tls). The files are read when the config is
+/// loaded and on every reload (a broken file refuses the reload).
+struct TlsConfig {
+  /// "IP:PORT" of the listener; empty: no TLS at all.
+  std::string listen;
+  proto::TlsSettings settings;
+  std::chrono::milliseconds handshake_timeout = std::chrono::seconds(5);
+
+  bool enabled() const { return !listen.empty(); }
+  friend bool operator==(const TlsConfig&, const TlsConfig&) = default;
 };
 
 /// What happens to the headers the B2BUA does not generate itself when it copies a
@@ -372,6 +386,7 @@ struct Config {
   TimersConfig timers;
   UdpConfig udp;
   TcpConfig tcp;
+  TlsConfig tls;
   HeaderPolicy headers;
   RedirectSettings redirect;
   /// Final answers from a next hop that make the call try the route's next hop. A

@@ -20,6 +20,8 @@ packages=(
   sip-tester python3
   # config files with line-numbered errors (see README)
   libyaml-cpp-dev
+  # SIP over TLS (RFC 3261 26): Asio's ssl::stream over OpenSSL 3
+  libssl-dev
   # asynchronous RFC 3263 resolution; a real DNS server for its tests
   libc-ares-dev dnsmasq-base
   # the Prometheus server scraping the exporter in the integration tests

@@ -109,7 +109,12 @@ std::string NetAddress::ToString() const {
 }
 
 std::string_view TransportName(TransportKind kind) {
-  return kind == TransportKind::kTcp ? "TCP" : "UDP";
+  switch (kind) {
+    case TransportKind::kUdp: return "UDP";
+    case TransportKind::kTcp: return "TCP";
+    case TransportKind::kTls: return "TLS";
+  }
+  return "UDP";
 }
 
 }  // namespace b2bua::proto

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -56,12 +57,74 @@ NetAddress FromEndpoint(const tcp::endpoint& endpoint) {
   return NetAddress::FromSockaddr(endpoint.data(), static_cast<socklen_t>(endpoint.size()));
 }
 
+// Server names remembered for outgoing TLS connections; past it the table starts afresh.
+constexpr size_t kMaxServerNames = 4096;
+
+bool IsTls13(std::string_view version) { return version == "1.3"; }
+
 NetAddress IpOnly(NetAddress address) {
   address.set_port(0);
   return address;
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// TLS contexts
+
+struct TlsContext::Impl {
+  asio::ssl::context server{asio::ssl::context::tls_server};
+  asio::ssl::context client{asio::ssl::context::tls_client};
+};
+
+TlsContext::TlsContext(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TlsContext::~TlsContext() = default;
+
+absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Load(const TlsSettings& settings) {
+  auto impl = std::make_unique<Impl>();
+  auto failed = [](const char* key, const std::string& file, const error_code& ec) {
+    return absl::InvalidArgumentError(absl::StrCat("tls.", key, ": ", file, ": ", ec.message()));
+  };
+  const int min_version = IsTls13(settings.min_version) ? TLS1_3_VERSION : TLS1_2_VERSION;
+  for (asio::ssl::context* ctx : {&impl->server, &impl->client}) {
+    SSL_CTX_set_min_proto_version(ctx->native_handle(), min_version);
+    error_code ec;
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression,
+                     ec);
+    ctx->use_certificate_chain_file(settings.certificate, ec);
+    if (ec) return failed("certificate", settings.certificate, ec);
+    ctx->use_private_key_file(settings.private_key, asio::ssl::context::pem, ec);
+    if (ec) return failed("private_key", settings.private_key, ec);
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("tls.private_key: ", settings.private_key,
+                                                     " does not match ", settings.certificate));
+    }
+  }
+  // RFC 5922: a next hop's certificate is always checked, against `ca` and its name.
+  error_code ec;
+  if (settings.ca.empty()) {
+    impl->client.set_default_verify_paths(ec);
+    if (ec) return failed("ca", "<system store>", ec);
+  } else {
+    impl->client.load_verify_file(settings.ca, ec);
+    if (ec) return failed("ca", settings.ca, ec);
+  }
+  impl->client.set_verify_mode(asio::ssl::verify_peer, ec);
+  if (settings.verify_peer) {
+    if (settings.ca.empty()) {
+      impl->server.set_default_verify_paths(ec);
+    } else {
+      impl->server.load_verify_file(settings.ca, ec);
+    }
+    if (ec) return failed("ca", settings.ca, ec);
+    impl->server.set_verify_mode(
+        asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+  }
+  return std::shared_ptr<const TlsContext>(new TlsContext(std::move(impl)));
+}
+
+// ---------------------------------------------------------------------------------------
+// The transport
 
 struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   struct Connection;
@@ -73,10 +136,14 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
         accept_backoff(io_context),
         listen(listen_address),
         options(opts),
-        parser(ParserLimits{opts.max_message_bytes}) {}
+        parser(ParserLimits{opts.max_message_bytes}),
+        kind(opts.tls ? TransportKind::kTls : TransportKind::kTcp) {}
 
   void StartAccept();
   void OnAccept(error_code ec, tcp::socket socket);
+  // TLS: the handshake runs before anything is read or written.
+  void StartHandshake(Connection& c, bool server);
+  void OnHandshake(Connection& c, error_code ec);
   Connection* Connect(const NetAddress& to);
   void OnConnect(Connection& c, error_code ec);
   ConnectionPtr NewConnection(tcp::socket socket, const NetAddress& remote, bool inbound);
@@ -120,6 +187,9 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   absl::flat_hash_map<NetAddress, Connection*> by_address;
   // Accepted connections per source IP (port 0 in the key).
   absl::flat_hash_map<NetAddress, size_t> inbound_per_ip;
+  // TLS: what a new connection to an address verifies the server's certificate against.
+  absl::flat_hash_map<NetAddress, std::string> server_names;
+  const TransportKind kind;
 };
 
 struct TcpTransport::Impl::Connection : std::enable_shared_from_this<Connection> {
@@ -132,7 +202,7 @@ struct TcpTransport::Impl::Connection : std::enable_shared_from_this<Connection>
         socket(std::move(s)),
         timer(impl->io) {}
 
-  Peer peer() const { return Peer{remote, TransportKind::kTcp, id}; }
+  Peer peer() const { return Peer{remote, owner_kind, id}; }
 
   // Null once the connection is closed. Every completion handler checks it first: the
   // Impl may be gone by then, the Connection is not (the handler holds it).
@@ -140,6 +210,7 @@ struct TcpTransport::Impl::Connection : std::enable_shared_from_this<Connection>
   const uint32_t id;
   const NetAddress remote;
   const bool inbound;
+  TransportKind owner_kind = TransportKind::kTcp;
   // False while an outgoing connection is being established: bytes queue until then.
   bool connected = false;
   tcp::socket socket;
@@ -154,6 +225,12 @@ struct TcpTransport::Impl::Connection : std::enable_shared_from_this<Connection>
   TimePoint message_started;
   // Answered 513: reads are discarded, and the connection closes once the answer is out.
   bool closing = false;
+  // TLS: the stream over `socket`, and the context it was set up with (kept alive for the
+  // connection's life, whatever a reload does). Plain TCP is handshaken from the start.
+  std::shared_ptr<const TlsContext> tls_context;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  bool handshaken = true;
+  TimePoint handshake_deadline;
 
   // Received bytes not yet framed are [receive_begin, receive_end).
   std::vector<char> receive;
@@ -244,9 +321,18 @@ bool TcpTransport::Send(const Peer& to, std::string_view bytes) {
 void TcpTransport::UpdateOptions(const TcpOptions& options) {
   Impl& m = *impl_;
   const uint32_t base = m.options.connection_id_base;
+  std::shared_ptr<const TlsContext> tls = m.options.tls;
   m.options = options;
   m.options.connection_id_base = base;
+  // A plain transport stays plain; a TLS one takes the new context, if any.
+  m.options.tls = tls && options.tls ? options.tls : tls;
   m.parser = SipParser(ParserLimits{options.max_message_bytes});
+}
+
+void TcpTransport::SetServerName(const NetAddress& to, std::string_view host) {
+  Impl& m = *impl_;
+  if (m.server_names.size() >= kMaxServerNames) m.server_names.clear();
+  m.server_names[IpOnly(to)] = std::string(host);
 }
 
 size_t TcpTransport::connection_count() const { return impl_->connections.size(); }
@@ -303,9 +389,57 @@ void TcpTransport::Impl::OnAccept(error_code ec, tcp::socket socket) {
   ++counters.accepted;
   c->last_activity = std::chrono::steady_clock::now();
   c->accepted_at = c->last_activity;
-  ArmTimer(*c, NextDeadline(*c));
-  StartRead(*c);
+  if (options.tls) {
+    StartHandshake(*c, /*server=*/true);
+  } else {
+    ArmTimer(*c, NextDeadline(*c));
+    StartRead(*c);
+  }
   StartAccept();
+}
+
+void TcpTransport::Impl::StartHandshake(Connection& c, bool server) {
+  c.tls_context = options.tls;
+  const TlsContext::Impl& ctx = c.tls_context->impl();
+  // Asio takes the context by non-const reference but only reads its native handle.
+  auto& context = const_cast<asio::ssl::context&>(server ? ctx.server : ctx.client);
+  c.tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c.socket, context);
+  c.handshaken = false;
+  c.handshake_deadline = std::chrono::steady_clock::now() + options.handshake_timeout;
+  if (!server) {
+    // RFC 5922 7: the certificate must name the host the request was sent to; an address
+    // reached without a name must be named by its IP.
+    SSL* ssl = c.tls->native_handle();
+    auto name = server_names.find(IpOnly(c.remote));
+    if (name != server_names.end()) {
+      SSL_set_tlsext_host_name(ssl, name->second.c_str());
+      SSL_set1_host(ssl, name->second.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c.remote.IpString().c_str());
+    }
+  }
+  ArmTimer(c, NextDeadline(c));
+  c.tls->async_handshake(
+      server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+      [self = c.shared_from_this()](error_code ec) {
+        if (Impl* owner = self->owner) owner->OnHandshake(*self, ec);
+      });
+}
+
+void TcpTransport::Impl::OnHandshake(Connection& c, error_code ec) {
+  if (ec) {
+    const bool verify = ec.category() == asio::error::get_ssl_category() &&
+                        ERR_GET_REASON(static_cast<unsigned long>(ec.value())) ==
+                            SSL_R_CERTIFICATE_VERIFY_FAILED;
+    ++(verify ? counters.handshake_verify_failures : counters.handshake_errors);
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
+  ++counters.handshakes;
+  c.handshaken = true;
+  c.last_activity = std::chrono::steady_clock::now();
+  StartRead(c);
+  if (!c.queued.empty()) StartWrite(c);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -355,6 +489,10 @@ void TcpTransport::Impl::OnConnect(Connection& c, error_code ec) {
   c.connected = true;
   // The timer still runs out at the connect deadline; it then measures idleness from here.
   c.last_activity = std::chrono::steady_clock::now();
+  if (options.tls) {
+    StartHandshake(c, /*server=*/false);
+    return;
+  }
   StartRead(c);
   if (!c.queued.empty()) StartWrite(c);
 }
@@ -363,6 +501,7 @@ TcpTransport::Impl::ConnectionPtr TcpTransport::Impl::NewConnection(tcp::socket 
                                                                     const NetAddress& remote,
                                                                     bool inbound) {
   auto c = std::make_shared<Connection>(this, std::move(socket), NextId(), remote, inbound);
+  c->owner_kind = kind;
   c->receive.resize(std::min(kInitialReceiveBytes, options.max_message_bytes + 1));
   connections.emplace(c->id, c);
   Connection*& head = by_address[remote];
@@ -393,11 +532,14 @@ TcpTransport::Impl::Connection* TcpTransport::Impl::FindLive(uint32_t id) {
 // Receiving
 
 void TcpTransport::Impl::StartRead(Connection& c) {
-  c.socket.async_read_some(
-      asio::buffer(c.receive.data() + c.receive_end, c.receive.size() - c.receive_end),
-      [self = c.shared_from_this()](error_code ec, size_t bytes) {
-        if (Impl* owner = self->owner) owner->OnRead(*self, ec, bytes);
-      });
+  auto buffer = asio::buffer(c.receive.data() + c.receive_end, c.receive.size() - c.receive_end);
+  auto on_read = [self = c.shared_from_this()](error_code ec, size_t bytes) {
+    if (Impl* owner = self->owner) owner->OnRead(*self, ec, bytes);
+  };
+  if (c.tls)
+    c.tls->async_read_some(buffer, std::move(on_read));
+  else
+    c.socket.async_read_some(buffer, std::move(on_read));
 }
 
 void TcpTransport::Impl::OnRead(Connection& c, error_code ec, size_t bytes) {
@@ -511,17 +653,20 @@ bool TcpTransport::Impl::Enqueue(Connection& c, std::string_view bytes) {
     return false;
   }
   c.queued.append(bytes.data(), bytes.size());
-  if (c.connected && !c.write_in_flight) StartWrite(c);
+  if (c.connected && c.handshaken && !c.write_in_flight) StartWrite(c);
   return true;
 }
 
 void TcpTransport::Impl::StartWrite(Connection& c) {
   c.writing.swap(c.queued);
   c.write_in_flight = true;
-  asio::async_write(c.socket, asio::buffer(c.writing),
-                    [self = c.shared_from_this()](error_code ec, size_t bytes) {
-                      if (Impl* owner = self->owner) owner->OnWrite(*self, ec, bytes);
-                    });
+  auto on_write = [self = c.shared_from_this()](error_code ec, size_t bytes) {
+    if (Impl* owner = self->owner) owner->OnWrite(*self, ec, bytes);
+  };
+  if (c.tls)
+    asio::async_write(*c.tls, asio::buffer(c.writing), std::move(on_write));
+  else
+    asio::async_write(c.socket, asio::buffer(c.writing), std::move(on_write));
 }
 
 void TcpTransport::Impl::OnWrite(Connection& c, error_code ec, size_t bytes) {
@@ -535,8 +680,9 @@ void TcpTransport::Impl::OnWrite(Connection& c, error_code ec, size_t bytes) {
   c.last_activity = std::chrono::steady_clock::now();
   if (!c.queued.empty()) {
     StartWrite(c);
-  } else if (c.closing) {
-    // The 513 is out: FIN now; the peer's close (or the message deadline) ends it.
+  } else if (c.closing && !c.tls) {
+    // The 513 is out: FIN now; the peer's close (or the message deadline) ends it. Over
+    // TLS the deadline alone does, since a TCP FIN under it would truncate the stream.
     error_code ignored;
     c.socket.shutdown(tcp::socket::shutdown_send, ignored);
   }
@@ -577,6 +723,11 @@ void TcpTransport::Impl::OnTimer(Connection& c) {
     return;
   }
   const TimePoint now = std::chrono::steady_clock::now();
+  if (!c.handshaken && now >= c.handshake_deadline) {
+    ++counters.handshake_timeouts;
+    CloseConnection(c, /*report=*/true);
+    return;
+  }
   if (c.inbound && !c.received_any && now >= c.accepted_at + options.first_byte_timeout) {
     ++counters.first_byte_timeouts;
     CloseConnection(c, /*report=*/true);
@@ -597,6 +748,7 @@ void TcpTransport::Impl::OnTimer(Connection& c) {
 
 TimePoint TcpTransport::Impl::NextDeadline(const Connection& c) const {
   TimePoint deadline = c.last_activity + options.idle_timeout;
+  if (!c.handshaken) deadline = std::min(deadline, c.handshake_deadline);
   if (c.inbound && !c.received_any)
     deadline = std::min(deadline, c.accepted_at + options.first_byte_timeout);
   if (c.message_started != TimePoint{})

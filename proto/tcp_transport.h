@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -17,6 +18,39 @@ class io_context;
 }  // namespace boost::asio
 
 namespace b2bua::proto {
+
+/// Where a TLS endpoint's certificate, key and trusted CAs come from (PEM files).
+struct TlsSettings {
+  std::string certificate;  // chain, leaf first
+  std::string private_key;
+  std::string ca;           // trusted CAs; empty: the system's store
+  /// Ask callers for a certificate and refuse a connection without a valid one.
+  bool verify_peer = false;
+  /// "1.2" or "1.3": older protocol versions are refused.
+  std::string min_version = "1.2";
+
+  friend bool operator==(const TlsSettings&, const TlsSettings&) = default;
+};
+
+/// Certificates and keys loaded and checked, ready for handshakes: one server side (for
+/// accepted connections) and one client side (for connections to next hops, which always
+/// verifies the server against `ca` and its name, RFC 5922). Immutable; shared by the
+/// shards and by every connection that was set up with it, so a reload that loads a new
+/// one changes the next handshake and leaves live connections alone.
+class TlsContext {
+ public:
+  /// Boundary (start-up and reload, main thread): reads and checks the files; an error
+  /// names the file and what is wrong with it.
+  static absl::StatusOr<std::shared_ptr<const TlsContext>> Load(const TlsSettings& settings);
+  ~TlsContext();
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit TlsContext(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 struct TcpOptions {
   /// The largest message a peer may send (start line, headers and body). A message that
@@ -43,6 +77,11 @@ struct TcpOptions {
   /// Shard index << 24. Connection ids are base | (1..2^24-1): unique per shard, and the
   /// top byte names the shard that owns the connection. The low 24 bits are ignored.
   uint32_t connection_id_base = 0;
+  /// Set: every connection, accepted or opened, is TLS (SIP over TLS, RFC 3261 26.2) and
+  /// its peers are TransportKind::kTls. Null: plain TCP.
+  std::shared_ptr<const TlsContext> tls;
+  /// A TLS handshake not done within this closes the connection.
+  Duration handshake_timeout = std::chrono::seconds(5);
 };
 
 /// Receives framed messages; called on the owning shard.
@@ -88,13 +127,19 @@ struct TcpCounters {
   uint64_t message_timeouts = 0;
   /// Requests over max_message_bytes answered 513 before their connection was closed.
   uint64_t oversized_answered = 0;
+  /// TLS handshakes completed, and failed by reason: the deadline passed, the peer's
+  /// certificate did not verify (chain or name), anything else (protocol, version).
+  uint64_t handshakes = 0;
+  uint64_t handshake_timeouts = 0;
+  uint64_t handshake_verify_failures = 0;
+  uint64_t handshake_errors = 0;
   /// Connections closed because their write queue went over max_write_queue_bytes.
   uint64_t write_overflow = 0;
   /// Send() calls that returned false, plus queued messages dropped with their connection.
   uint64_t send_failures = 0;
 };
 
-/// One shard's SIP-over-TCP transport (RFC 3261 18). Every shard listens on the same
+/// One shard's SIP-over-TCP or SIP-over-TLS transport (RFC 3261 18, 26.2). Every shard listens on the same
 /// address with SO_REUSEPORT, so the kernel spreads connections across shards; each
 /// connection then lives on the shard that accepted (or opened) it, and its id names that
 /// shard. Each connection has its own receive buffer framed by SipParser (kStream), one
@@ -126,8 +171,14 @@ class TcpTransport final : public MessageSink {
   bool Send(const Peer& to, std::string_view bytes) override;
 
   /// Owning shard only. New limits and timeouts, from the next event of each connection
-  /// on (a config reload); `connection_id_base` is kept.
+  /// on (a config reload); `connection_id_base` is kept, and so is TLS or not (a new TLS
+  /// context serves the next handshakes).
   void UpdateOptions(const TcpOptions& options);
+
+  /// Owning shard only. TLS: the host name a new connection to `to` must present a
+  /// certificate for (and sends as SNI), as the caller resolved `to` from it. Without one
+  /// the certificate must name the IP address. Bounded: the oldest names are forgotten.
+  void SetServerName(const NetAddress& to, std::string_view host);
 
   /// Owning shard only.
   size_t connection_count() const;

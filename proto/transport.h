@@ -7,9 +7,9 @@
 
 namespace b2bua::proto {
 
-enum class TransportKind : uint8_t { kUdp, kTcp };
+enum class TransportKind : uint8_t { kUdp, kTcp, kTls };
 
-std::string_view TransportName(TransportKind kind);  // "UDP", "TCP"
+std::string_view TransportName(TransportKind kind);  // "UDP", "TCP", "TLS"
 
 /// Where a message came from or goes to. For TCP, `connection_id` names the connection a
 /// request arrived on so that its responses go back on it (RFC 3261 18.2.2); 0 means

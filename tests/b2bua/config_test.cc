@@ -269,7 +269,7 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
             "b2bua.yaml:2: unknown key 'limit' (did you mean 'limits'?)");
   EXPECT_EQ(ErrorOf("listen: 0.0.0.0\n"),
             "b2bua.yaml:1: unknown key 'listen' (known keys: access, limits, timers, udp, tcp, "
-            "headers, redirect, failover_on, probe, routes)");
+            "tls, headers, redirect, failover_on, probe, routes)");
 }
 
 TEST(ConfigErrorTest, UnknownNestedKeys) {
@@ -433,13 +433,16 @@ TEST(ConfigErrorTest, NextHopUris) {
             "b2bua.yaml:6: routes[1].next_hops[0]: '192.0.2.1:5060' is not a valid SIP URI (bad "
             "scheme)");
   EXPECT_EQ(hop_error("tel:+15551234"),
-            "b2bua.yaml:6: routes[1].next_hops[0]: 'tel:+15551234' is not a sip: URI");
+            "b2bua.yaml:6: routes[1].next_hops[0]: 'tel:+15551234' is not a sip: or sips: URI");
   EXPECT_EQ(hop_error("sips:gw.example.net"),
-            "b2bua.yaml:6: routes[1].next_hops[0]: 'sips:gw.example.net': sips next hops need "
-            "TLS, which is not supported");
+            "b2bua.yaml:6: routes[1].next_hops[0]: 'sips:gw.example.net' goes over TLS: "
+            "configure the tls: section (listen, certificate, private_key, ca)");
   EXPECT_EQ(hop_error("sip:192.0.2.1;transport=tls"),
-            "b2bua.yaml:6: routes[1].next_hops[0]: 'sip:192.0.2.1;transport=tls': transport "
-            "'tls' is not supported (udp or tcp)");
+            "b2bua.yaml:6: routes[1].next_hops[0]: 'sip:192.0.2.1;transport=tls' goes over "
+            "TLS: configure the tls: section (listen, certificate, private_key, ca)");
+  EXPECT_EQ(hop_error("sip:192.0.2.1;transport=sctp"),
+            "b2bua.yaml:6: routes[1].next_hops[0]: 'sip:192.0.2.1;transport=sctp': transport "
+            "'sctp' is not supported (udp, tcp or tls)");
   EXPECT_EQ(hop_error("sip:gw@192.0.2.1"),
             "b2bua.yaml:6: routes[1].next_hops[0]: 'sip:gw@192.0.2.1': a next hop names a "
             "host; remove the user part");
@@ -1061,6 +1064,53 @@ TEST(RouteTableTest, OverflowToNamesAnotherRoute) {
   EXPECT_THAT(ErrorOf("routes:\n  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
                       "    overflow_to: '1'\n"),
               HasSubstr("cannot overflow to itself"));
+}
+
+}  // namespace
+}  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+TEST(TlsConfigTest, SectionAndTlsNextHops) {
+  std::shared_ptr<const Config> c = MustParse(R"(
+tls:
+  listen: "127.0.0.1:5061"
+  certificate: /etc/b2bua/cert.pem
+  private_key: /etc/b2bua/key.pem
+  ca: /etc/b2bua/ca.pem
+  verify_peer: true
+  min_version: "1.3"
+  handshake_timeout: 2s
+routes:
+  - prefix: ""
+    next_hops: ["sips:trunk.example.net", "sip:192.0.2.1;transport=tls",
+                "sip:192.0.2.2:5070;transport=TLS"]
+)");
+  EXPECT_TRUE(c->tls.enabled());
+  EXPECT_EQ(c->tls.listen, "127.0.0.1:5061");
+  EXPECT_EQ(c->tls.settings.certificate, "/etc/b2bua/cert.pem");
+  EXPECT_EQ(c->tls.settings.private_key, "/etc/b2bua/key.pem");
+  EXPECT_EQ(c->tls.settings.ca, "/etc/b2bua/ca.pem");
+  EXPECT_TRUE(c->tls.settings.verify_peer);
+  EXPECT_EQ(c->tls.settings.min_version, "1.3");
+  EXPECT_EQ(c->tls.handshake_timeout, std::chrono::seconds(2));
+  const std::vector<NextHop>& hops = c->routes.routes().at(0).next_hops;
+  ASSERT_EQ(hops.size(), 3u);
+  for (const NextHop& hop : hops) EXPECT_EQ(hop.transport, proto::TransportKind::kTls) << hop.uri;
+  EXPECT_EQ(hops[0].port, 5061);
+  EXPECT_EQ(hops[1].port, 5061);
+  EXPECT_EQ(hops[2].port, 5070);
+  EXPECT_FALSE(MustParse("")->tls.enabled());
+  EXPECT_THAT(ErrorOf("tls: { certificate: a.pem, private_key: b.pem }\n"),
+              HasSubstr("tls: needs listen"));
+  EXPECT_THAT(ErrorOf("tls: { listen: '127.0.0.1:5061', certificate: a.pem }\n"),
+              HasSubstr("tls: needs private_key"));
+  EXPECT_THAT(ErrorOf("tls: { listen: 'localhost', certificate: a, private_key: b }\n"),
+              HasSubstr("is not IP:PORT"));
+  EXPECT_THAT(ErrorOf("tls: { listen: '127.0.0.1:5061', certificate: a, private_key: b, "
+                      "min_version: '1.1' }\n"),
+              HasSubstr("is not one of: 1.2, 1.3"));
 }
 
 }  // namespace
