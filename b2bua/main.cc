@@ -122,6 +122,13 @@ absl::StatusOr<std::shared_ptr<const b2bua::Config>> LoadConfig(
   return path.empty() ? b2bua::DefaultConfig() : b2bua::LoadConfigFile(path, previous);
 }
 
+// The TLS context a config asks for: null when it has no tls: section.
+absl::StatusOr<std::shared_ptr<const b2bua::proto::TlsContext>> LoadTls(
+    const b2bua::Config& config) {
+  if (!config.tls.enabled()) return std::shared_ptr<const b2bua::proto::TlsContext>();
+  return b2bua::proto::TlsContext::Load(config.tls.settings);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -162,6 +169,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   b2bua::ShardGroupOptions options;
+  auto tls = LoadTls(**config);
+  if (!tls.ok()) {
+    Log(0, log_level, absl::StrCat("config refused: ", tls.status().message()));
+    return 2;
+  }
+  options.tls = *tls;
   if (!b2bua::proto::NetAddress::ParseIpPort(absl::GetFlag(FLAGS_listen), &options.listen)) {
     Log(0, log_level, absl::StrCat("--listen: '", absl::GetFlag(FLAGS_listen),
                                    "' is not IP:PORT"));
@@ -205,7 +218,10 @@ int main(int argc, char** argv) {
   }
   Log(2, log_level,
       absl::StrCat(absl::string_view(kVersionLine.data(), kVersionLine.size()), " listening on ",
-                   group.local_address().ToString(), " (UDP and TCP) with ",
+                   group.local_address().ToString(), " (UDP and TCP)",
+                   (*config)->tls.enabled() ? absl::StrCat(", ", (*config)->tls.listen, " (TLS)")
+                                            : std::string(),
+                   " with ",
                    group.size(),
                    " shards; metrics on ", absl::GetFlag(FLAGS_metrics_listen), "; config ",
                    (*config)->source));
@@ -222,7 +238,19 @@ int main(int argc, char** argv) {
                                        reloaded.status().message()));
         continue;
       }
-      group.UpdateConfig(*reloaded);
+      // The listener is bound once: a new certificate is taken, a new address is not.
+      if ((*reloaded)->tls.listen != current->tls.listen) {
+        Log(1, log_level, "reload refused, keeping the old config: tls.listen changed (it "
+                          "needs a restart)");
+        continue;
+      }
+      auto reloaded_tls = LoadTls(**reloaded);
+      if (!reloaded_tls.ok()) {
+        Log(1, log_level, absl::StrCat("reload refused, keeping the old config: ",
+                                       reloaded_tls.status().message()));
+        continue;
+      }
+      group.UpdateConfig(*reloaded, *reloaded_tls);
       current = *reloaded;
       Log(2, log_level, absl::StrCat("config reloaded from ", (*reloaded)->source));
       continue;

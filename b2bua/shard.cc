@@ -63,7 +63,8 @@ proto::TcpOptions TcpOptionsFrom(const TcpConfig& config) {
 /// Every member is touched only by the shard's own thread, except the atomic wake flag.
 class Shard final : public proto::DatagramHandler,
                     public proto::StreamHandler,
-                    public proto::MessageSink {
+                    public proto::MessageSink,
+                    public TlsServerNames {
  public:
   Shard(ShardGroup& group, uint32_t index, std::shared_ptr<const Config> config)
       : group_(group),
@@ -76,6 +77,7 @@ class Shard final : public proto::DatagramHandler,
 
   absl::Status Open(const proto::NetAddress& listen) {
     ApplyMessageLimits();
+    tls_context_ = group_.options_.tls;
     proto::UdpOptions udp;
     udp.socket_buffer_bytes = static_cast<int>(config_->udp.socket_buffer_bytes);
     udp.max_datagram_bytes = config_->udp.max_datagram_bytes;
@@ -88,6 +90,13 @@ class Shard final : public proto::DatagramHandler,
     auto stream = proto::TcpTransport::Open(io_, udp_->local_address(), tcp);
     if (!stream.ok()) return stream.status();
     tcp_ = std::move(*stream);
+    if (config_->tls.enabled() && group_.options_.tls) {
+      proto::NetAddress tls_listen;
+      proto::NetAddress::ParseIpPort(config_->tls.listen, &tls_listen);
+      auto secure = proto::TcpTransport::Open(io_, tls_listen, TlsOptions());
+      if (!secure.ok()) return secure.status();
+      tls_ = std::move(*secure);
+    }
     proto::SipResolverOptions dns;
     dns.dns_server = group_.options_.dns_server;
     auto resolver = proto::SipResolver::Create(io_, clock_, dns);
@@ -105,6 +114,10 @@ class Shard final : public proto::DatagramHandler,
     context.advertised_ip = group_.options_.advertised_ip;
     context.resolver = resolver_.get();
     context.call_limits = group_.call_limits_.get();
+    if (tls_) {
+      context.tls_port = tls_->local_address().port();
+      context.tls_names = this;
+    }
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
     txn.t1 = config_->timers.t1;
@@ -123,6 +136,7 @@ class Shard final : public proto::DatagramHandler,
   void Run() {
     udp_->Start(this);
     tcp_->Start(this);
+    if (tls_) tls_->Start(this);
     engine_->StartProbing();
     ArmTick();
     io_.run();
@@ -133,6 +147,7 @@ class Shard final : public proto::DatagramHandler,
     asio::post(io_, [this] {
       udp_->Close();
       tcp_->Close();
+      if (tls_) tls_->Close();
       tick_.cancel();
       work_.reset();
       io_.stop();
@@ -140,11 +155,16 @@ class Shard final : public proto::DatagramHandler,
   }
 
   /// Safe from any thread.
-  void UpdateConfig(std::shared_ptr<const Config> config) {
-    asio::post(io_, [this, config = std::move(config)]() mutable {
+  void UpdateConfig(std::shared_ptr<const Config> config,
+                    std::shared_ptr<const proto::TlsContext> tls) {
+    asio::post(io_, [this, config = std::move(config), tls = std::move(tls)]() mutable {
       config_ = config;
       ApplyMessageLimits();
       tcp_->UpdateOptions(TcpOptionsFrom(config_->tcp));
+      if (tls_) {
+        if (tls) tls_context_ = std::move(tls);
+        tls_->UpdateOptions(TlsOptions());
+      }
       engine_->SetConfig(std::move(config));
       engine_->StartProbing();
     });
@@ -208,9 +228,11 @@ class Shard final : public proto::DatagramHandler,
   // there through the ring.
   bool Send(const proto::Peer& to, std::string_view bytes) override {
     if (to.transport == proto::TransportKind::kUdp) return udp_->Send(to, bytes);
+    proto::TcpTransport* stream = StreamFor(to.transport);
+    if (stream == nullptr) return false;  // TLS without a TLS listener
     const uint32_t owner = to.connection_id >> 24;
     if (to.connection_id == 0 || owner == index_ || owner >= group_.options_.shards)
-      return tcp_->Send(to, bytes);
+      return stream->Send(to, bytes);
     Envelope envelope{std::string(bytes), to, true};
     if (!group_.Handoff(index_, owner, std::move(envelope))) {
       counters_->datagrams_dropped[static_cast<size_t>(DropReason::kQueueFull)].Inc();
@@ -220,7 +242,24 @@ class Shard final : public proto::DatagramHandler,
     return true;
   }
 
+ // TlsServerNames
+  void SetServerName(const proto::NetAddress& address, std::string_view host) override {
+    if (tls_) tls_->SetServerName(address, host);
+  }
+
  private:
+  proto::TcpTransport* StreamFor(proto::TransportKind transport) {
+    return transport == proto::TransportKind::kTls ? tls_.get() : tcp_.get();
+  }
+
+  proto::TcpOptions TlsOptions() const {
+    proto::TcpOptions options = TcpOptionsFrom(config_->tcp);
+    options.connection_id_base = index_ << 24;
+    options.tls = tls_context_;
+    options.handshake_timeout = config_->tls.handshake_timeout;
+    return options;
+  }
+
   // Messages reach the parser from UDP and, already framed, from TCP: it takes the larger
   // of the two limits.
   void ApplyMessageLimits() {
@@ -337,7 +376,8 @@ class Shard final : public proto::DatagramHandler,
         [this](Envelope&& envelope) {
           counters_->handoffs_received.Inc();
           if (envelope.outbound) {
-            tcp_->Send(envelope.source, envelope.bytes);
+            if (proto::TcpTransport* stream = StreamFor(envelope.source.transport))
+              stream->Send(envelope.source, envelope.bytes);
             return;
           }
           proto::ParseResult result =
@@ -361,6 +401,42 @@ class Shard final : public proto::DatagramHandler,
       EndTurn();
       ArmTick();
     });
+  }
+
+  // The stream transports' counters, by transport; closes summed over both.
+  void PublishStreamCounters() {
+    proto::TcpCounters sum;
+    for (proto::TcpTransport* stream : {tcp_.get(), tls_.get()}) {
+      if (stream == nullptr) continue;
+      const size_t t = stream == tls_.get() ? kTlsIndex : kTcpIndex;
+      const proto::TcpCounters& c = stream->counters();
+      counters_->stream_connections[t].Set(stream->connection_count());
+      counters_->stream_accepted[t].Set(c.accepted);
+      counters_->stream_refused[t].Set(c.refused_over_limit);
+      sum.idle_closed += c.idle_closed;
+      sum.first_byte_timeouts += c.first_byte_timeouts;
+      sum.message_timeouts += c.message_timeouts;
+      sum.framing_errors += c.framing_errors;
+      sum.write_overflow += c.write_overflow;
+    }
+    auto closed = [&](ConnectionClose reason, uint64_t value) {
+      counters_->stream_closed[static_cast<size_t>(reason)].Set(value);
+    };
+    closed(ConnectionClose::kIdle, sum.idle_closed);
+    closed(ConnectionClose::kFirstByteTimeout, sum.first_byte_timeouts);
+    closed(ConnectionClose::kMessageTimeout, sum.message_timeouts);
+    closed(ConnectionClose::kFramingError, sum.framing_errors);
+    closed(ConnectionClose::kWriteOverflow, sum.write_overflow);
+    if (tls_) {
+      const proto::TcpCounters& c = tls_->counters();
+      counters_->tls_handshakes.Set(c.handshakes);
+      auto failed = [&](HandshakeFailure reason, uint64_t value) {
+        counters_->tls_handshakes_failed[static_cast<size_t>(reason)].Set(value);
+      };
+      failed(HandshakeFailure::kTimeout, c.handshake_timeouts);
+      failed(HandshakeFailure::kVerify, c.handshake_verify_failures);
+      failed(HandshakeFailure::kError, c.handshake_errors);
+    }
   }
 
   // Once a window: forget idle sources and lift blocks that ran out, so the gauge falls
@@ -389,18 +465,7 @@ class Shard final : public proto::DatagramHandler,
         u.dropped_oversized);
     counters_->datagrams_dropped[static_cast<size_t>(DropReason::kSendFailed)].Set(
         u.send_failures);
-    const proto::TcpCounters& tcp = tcp_->counters();
-    counters_->tcp_connections.Set(tcp_->connection_count());
-    counters_->tcp_accepted.Set(tcp.accepted);
-    counters_->tcp_refused.Set(tcp.refused_over_limit);
-    auto closed = [&](ConnectionClose reason, uint64_t value) {
-      counters_->tcp_closed[static_cast<size_t>(reason)].Set(value);
-    };
-    closed(ConnectionClose::kIdle, tcp.idle_closed);
-    closed(ConnectionClose::kFirstByteTimeout, tcp.first_byte_timeouts);
-    closed(ConnectionClose::kMessageTimeout, tcp.message_timeouts);
-    closed(ConnectionClose::kFramingError, tcp.framing_errors);
-    closed(ConnectionClose::kWriteOverflow, tcp.write_overflow);
+    PublishStreamCounters();
     udp_->Flush();
   }
 
@@ -415,6 +480,8 @@ class Shard final : public proto::DatagramHandler,
   asio::steady_timer tick_;
   std::unique_ptr<proto::UdpTransport> udp_;
   std::unique_ptr<proto::TcpTransport> tcp_;
+  std::unique_ptr<proto::TcpTransport> tls_;  // null without a tls: section
+  std::shared_ptr<const proto::TlsContext> tls_context_;
   std::unique_ptr<ShardResolver> resolver_;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<proto::TransactionLayer> transactions_;
@@ -465,8 +532,9 @@ void ShardGroup::EndAllCalls() {
   for (auto& shard : shards_) shard->EndAllCalls();
 }
 
-void ShardGroup::UpdateConfig(std::shared_ptr<const Config> config) {
-  for (auto& shard : shards_) shard->UpdateConfig(config);
+void ShardGroup::UpdateConfig(std::shared_ptr<const Config> config,
+                              std::shared_ptr<const proto::TlsContext> tls) {
+  for (auto& shard : shards_) shard->UpdateConfig(config, tls);
 }
 
 uint64_t ShardGroup::ActiveCalls() const {

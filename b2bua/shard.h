@@ -13,6 +13,7 @@
 #include "b2bua/config.h"
 #include "b2bua/shard_counters.h"
 #include "proto/net_address.h"
+#include "proto/tcp_transport.h"
 #include "proto/transport.h"
 
 namespace b2bua {
@@ -40,6 +41,8 @@ struct ShardGroupOptions {
   std::string dns_server;
   /// Receives the call records of redirected calls; null for none. Must outlive the group.
   CallRecordSink* call_records = nullptr;
+  /// Loaded from config.tls when it is enabled (TlsContext::Load); null: no TLS.
+  std::shared_ptr<const proto::TlsContext> tls;
 };
 
 class Shard;
@@ -62,8 +65,11 @@ class ShardGroup {
   void StartDraining();
   /// Safe from any thread. Ends every live call (BYE, or CANCEL and 503) on every shard.
   void EndAllCalls();
-  /// Safe from any thread. Hands a new config snapshot to every shard; live calls keep theirs.
-  void UpdateConfig(std::shared_ptr<const Config> config);
+  /// Safe from any thread. Hands a new config snapshot to every shard, with the TLS
+  /// context loaded for it (null when TLS is off): live calls keep their config, live TLS
+  /// connections their context; new ones take the new.
+  void UpdateConfig(std::shared_ptr<const Config> config,
+                    std::shared_ptr<const proto::TlsContext> tls = nullptr);
   /// Safe from any thread. Calls in progress, summed over the shards.
   uint64_t ActiveCalls() const;
 

@@ -73,6 +73,16 @@ std::string_view RedirectFailureName(RedirectFailure reason) {
   return "other";
 }
 
+std::string_view HandshakeFailureName(HandshakeFailure reason) {
+  switch (reason) {
+    case HandshakeFailure::kTimeout: return "timeout";
+    case HandshakeFailure::kVerify: return "verify";
+    case HandshakeFailure::kError: return "error";
+    case HandshakeFailure::kCount: break;
+  }
+  return "other";
+}
+
 std::string_view ConnectionCloseName(ConnectionClose reason) {
   switch (reason) {
     case ConnectionClose::kIdle: return "idle";

@@ -123,6 +123,19 @@ enum class ConnectionClose : uint8_t {
 };
 std::string_view ConnectionCloseName(ConnectionClose reason);
 
+/// Why a TLS handshake failed (b2bua_tls_handshakes_failed_total{reason}).
+enum class HandshakeFailure : uint8_t {
+  kTimeout,  // not done within tls.handshake_timeout
+  kVerify,   // the peer's certificate did not verify (chain, or the name of a next hop)
+  kError,    // anything else: protocol, version, not TLS at all
+  kCount,
+};
+std::string_view HandshakeFailureName(HandshakeFailure reason);
+
+/// Index of a stream transport in the by-transport counters.
+inline constexpr size_t kTcpIndex = 0;
+inline constexpr size_t kTlsIndex = 1;
+
 /// Every counter one shard publishes. Allocated once per shard, written only by that
 /// shard's thread, read by the exporter when scraped (Seastar's per-shard metrics).
 /// Indexing by enum replaces any lookup by name on the hot path.
@@ -141,11 +154,14 @@ struct alignas(64) ShardCounters {
   Counter datagrams_received;
   Counter bytes_received;
 
-  // Stream transports (mirrors proto::TcpCounters at publication time).
-  Counter tcp_connections;  // gauge
-  Counter tcp_accepted;
-  Counter tcp_refused;      // over max_connections or max_connections_per_source
-  std::array<Counter, static_cast<size_t>(ConnectionClose::kCount)> tcp_closed;
+  // Stream transports (mirrors proto::TcpCounters at publication time), by transport
+  // (kTcpIndex, kTlsIndex); closes summed over both.
+  std::array<Counter, 2> stream_connections;  // gauges
+  std::array<Counter, 2> stream_accepted;
+  std::array<Counter, 2> stream_refused;  // over max_connections or max_connections_per_source
+  std::array<Counter, static_cast<size_t>(ConnectionClose::kCount)> stream_closed;
+  Counter tls_handshakes;
+  std::array<Counter, static_cast<size_t>(HandshakeFailure::kCount)> tls_handshakes_failed;
 
   // Transactions (mirrors proto::TransactionCounters at publication time).
   Counter transactions_server_created;

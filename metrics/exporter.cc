@@ -237,38 +237,46 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
   summed("b2bua_received_bytes_total", "Bytes received on the SIP transports.",
          &ShardCounters::bytes_received);
 
-  // Stream connections.
-  {
-    MetricFamily f = NewFamily("b2bua_connections", "Open stream connections, by transport.",
-                               MetricType::Gauge);
-    AddGauge(f, static_cast<double>(s.Sum([](const ShardCounters& c) -> const Counter& {
-               return c.tcp_connections;
-             })),
-             OneLabel("transport", "tcp"));
+  // Stream connections, by transport.
+  auto by_transport = [&](const char* name, const char* help, MetricType type,
+                          const std::array<Counter, 2> ShardCounters::*member) {
+    MetricFamily f = NewFamily(name, help, type);
+    for (size_t t : {kTcpIndex, kTlsIndex}) {
+      const double value = static_cast<double>(
+          s.Sum([member, t](const ShardCounters& c) -> const Counter& { return (c.*member)[t]; }));
+      const auto label = OneLabel("transport", t == kTlsIndex ? "tls" : "tcp");
+      if (type == MetricType::Gauge)
+        AddGauge(f, value, label);
+      else
+        AddCounter(f, static_cast<uint64_t>(value), label);
+    }
     add(std::move(f));
-  }
-  {
-    MetricFamily f = NewFamily("b2bua_connections_accepted_total",
-                               "Stream connections accepted, by transport.", MetricType::Counter);
-    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.tcp_accepted; }),
-               OneLabel("transport", "tcp"));
-    add(std::move(f));
-  }
-  {
-    MetricFamily f = NewFamily("b2bua_connections_refused_total",
-                               "Stream connections refused at accept for the connection limits "
-                               "(tcp.max_connections, tcp.max_connections_per_source).",
-                               MetricType::Counter);
-    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.tcp_refused; }),
-               OneLabel("transport", "tcp"));
-    add(std::move(f));
-  }
+  };
+  by_transport("b2bua_connections", "Open stream connections, by transport.", MetricType::Gauge,
+               &ShardCounters::stream_connections);
+  by_transport("b2bua_connections_accepted_total", "Stream connections accepted, by transport.",
+               MetricType::Counter, &ShardCounters::stream_accepted);
+  by_transport("b2bua_connections_refused_total",
+               "Stream connections refused at accept for the connection limits "
+               "(tcp.max_connections, tcp.max_connections_per_source), by transport.",
+               MetricType::Counter, &ShardCounters::stream_refused);
   {
     MetricFamily f = NewFamily("b2bua_connections_closed_total",
-                               "TCP connections the B2BUA closed, by reason.",
+                               "TCP and TLS connections the B2BUA closed, by reason.",
                                MetricType::Counter);
-    s.AddArray(f, &ShardCounters::tcp_closed, "reason", 0,
+    s.AddArray(f, &ShardCounters::stream_closed, "reason", 0,
                [](size_t i) { return ConnectionCloseName(static_cast<ConnectionClose>(i)); });
+    add(std::move(f));
+  }
+  summed("b2bua_tls_handshakes_total", "TLS handshakes completed, both directions.",
+         &ShardCounters::tls_handshakes);
+  {
+    MetricFamily f = NewFamily("b2bua_tls_handshakes_failed_total",
+                               "TLS handshakes that failed, by reason: timeout, verify (the "
+                               "peer's certificate), error (anything else).",
+                               MetricType::Counter);
+    s.AddArray(f, &ShardCounters::tls_handshakes_failed, "reason", 0,
+               [](size_t i) { return HandshakeFailureName(static_cast<HandshakeFailure>(i)); });
     add(std::move(f));
   }
 

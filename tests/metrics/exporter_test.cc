@@ -250,6 +250,8 @@ TEST_F(ExporterTest, EveryFamilyHasHelpAndType) {
       {"b2bua_connections_accepted_total", "counter"},
       {"b2bua_connections_refused_total", "counter"},
       {"b2bua_connections_closed_total", "counter"},
+      {"b2bua_tls_handshakes_total", "counter"},
+      {"b2bua_tls_handshakes_failed_total", "counter"},
       {"b2bua_requests_rejected_total", "counter"},
       {"b2bua_flood_sources_blocked", "gauge"},
       {"b2bua_flood_requests_untracked_total", "counter"},
