@@ -788,3 +788,194 @@ TEST_F(TcpTransportTest, DestroyedWithHandlersPending) {
 
 }  // namespace
 }  // namespace b2bua::proto
+
+// ---------------------------------------------------------------------------------------
+// TLS: two transports of this process, one listening, one connecting, with the test
+// certificates of tests/data/tls.
+
+namespace b2bua::proto {
+namespace {
+
+std::string TlsFile(std::string_view name) {
+  return std::string(B2BUA_TEST_DATA_DIR) + "/tls/" + std::string(name);
+}
+
+std::shared_ptr<const TlsContext> LoadTls(std::string_view cert, std::string_view key,
+                                          bool verify_peer = false) {
+  TlsSettings settings;
+  settings.certificate = TlsFile(cert);
+  settings.private_key = TlsFile(key);
+  settings.ca = TlsFile("ca.pem");
+  settings.verify_peer = verify_peer;
+  absl::StatusOr<std::shared_ptr<const TlsContext>> loaded = TlsContext::Load(settings);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  return loaded.ok() ? *loaded : nullptr;
+}
+
+class TlsTransportTest : public ::testing::Test {
+ protected:
+  ~TlsTransportTest() override {
+    server_.reset();
+    client_.reset();
+    io_.restart();
+    io_.run_for(milliseconds(20));
+    for (int fd : fds_) ::close(fd);
+  }
+
+  void Open(std::shared_ptr<const TlsContext> server_tls, std::shared_ptr<const TlsContext> client_tls,
+            milliseconds handshake_timeout = milliseconds(3000)) {
+    TcpOptions server;
+    server.tls = std::move(server_tls);
+    server.handshake_timeout = handshake_timeout;
+    auto opened = TcpTransport::Open(io_, Loopback(0), server);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    server_ = std::move(*opened);
+    server_->Start(&server_handler_);
+    TcpOptions client;
+    client.tls = std::move(client_tls);
+    client.connection_id_base = 1u << 24;
+    opened = TcpTransport::Open(io_, Loopback(0), client);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    client_ = std::move(*opened);
+    client_->Start(&client_handler_);
+  }
+
+  template <typename Predicate>
+  bool RunUntil(Predicate done, milliseconds timeout = milliseconds(5000)) {
+    const auto deadline = steady_clock::now() + timeout;
+    while (!done()) {
+      if (steady_clock::now() >= deadline) return false;
+      io_.restart();
+      io_.run_for(milliseconds(2));
+    }
+    return true;
+  }
+
+  Peer ServerPeer() const { return Peer{server_->local_address(), TransportKind::kTls, 0}; }
+
+  boost::asio::io_context io_{1};
+  Recorder server_handler_;
+  Recorder client_handler_;
+  std::unique_ptr<TcpTransport> server_;
+  std::unique_ptr<TcpTransport> client_;
+  std::vector<int> fds_;
+};
+
+TEST_F(TlsTransportTest, RequestAndResponseOverTls) {
+  Open(LoadTls("server.pem", "server.key"), LoadTls("server2.pem", "server2.key"));
+  client_->SetServerName(server_->local_address(), "sip.test.example");
+  ASSERT_TRUE(client_->Send(ServerPeer(), Request("tls-1")));
+  ASSERT_TRUE(RunUntil([&] { return server_handler_.messages.size() == 1; }));
+  EXPECT_EQ(server_handler_.messages[0].bytes, Request("tls-1"));
+  const Peer caller = server_handler_.messages[0].source;
+  EXPECT_EQ(caller.transport, TransportKind::kTls);
+  ASSERT_TRUE(server_->Send(caller, Response("tls-1")));
+  ASSERT_TRUE(RunUntil([&] { return client_handler_.messages.size() == 1; }));
+  EXPECT_EQ(client_handler_.messages[0].bytes, Response("tls-1"));
+  EXPECT_EQ(client_handler_.messages[0].source.transport, TransportKind::kTls);
+  EXPECT_EQ(server_->counters().handshakes, 1u);
+  EXPECT_EQ(client_->counters().handshakes, 1u);
+  EXPECT_EQ(client_->counters().connects, 1u);
+}
+
+// Without a name the next hop's certificate must name its IP address (127.0.0.1 here).
+TEST_F(TlsTransportTest, AddressWithoutANameIsVerifiedByIp) {
+  Open(LoadTls("server.pem", "server.key"), LoadTls("server2.pem", "server2.key"));
+  ASSERT_TRUE(client_->Send(ServerPeer(), Request("tls-ip")));
+  ASSERT_TRUE(RunUntil([&] { return server_handler_.messages.size() == 1; }));
+}
+
+// RFC 5922: a certificate for another name, or one the CA did not sign, is refused and
+// nothing is sent.
+TEST_F(TlsTransportTest, ServerCertificateThatDoesNotVerifyIsRefused) {
+  for (std::string_view cert : {"wrongname", "selfsigned"}) {
+    SCOPED_TRACE(cert);
+    Open(LoadTls(std::string(cert) + ".pem", std::string(cert) + ".key"),
+         LoadTls("server.pem", "server.key"));
+    client_->SetServerName(server_->local_address(), "sip.test.example");
+    ASSERT_TRUE(client_->Send(ServerPeer(), Request("tls-bad")));
+    ASSERT_TRUE(RunUntil([&] { return client_handler_.failures.size() == 1; }));
+    EXPECT_EQ(client_->counters().handshake_verify_failures, 1u);
+    EXPECT_EQ(client_->counters().handshakes, 0u);
+    EXPECT_TRUE(server_handler_.messages.empty());
+    server_.reset();
+    client_.reset();
+    client_handler_.failures.clear();
+  }
+}
+
+// With verify_peer, a caller must present a certificate from the CA: ours does.
+TEST_F(TlsTransportTest, VerifyPeerTakesAClientCertificateFromTheCa) {
+  Open(LoadTls("server.pem", "server.key", /*verify_peer=*/true),
+       LoadTls("server2.pem", "server2.key"));
+  ASSERT_TRUE(client_->Send(ServerPeer(), Request("mutual")));
+  ASSERT_TRUE(RunUntil([&] { return server_handler_.messages.size() == 1; }));
+  EXPECT_EQ(server_->counters().handshakes, 1u);
+}
+
+TEST_F(TlsTransportTest, PlainTextOnTheTlsPortIsAHandshakeError) {
+  Open(LoadTls("server.pem", "server.key", /*verify_peer=*/true), nullptr);
+  int fd = ConnectClient(server_->local_address().port());
+  ASSERT_GE(fd, 0);
+  fds_.push_back(fd);
+  // Not TLS at all: the handshake fails as an error, not a verification.
+  ASSERT_TRUE(WriteAll(fd, Request("plain")));
+  ASSERT_TRUE(RunUntil([&] { return server_->counters().handshake_errors == 1; }));
+  EXPECT_TRUE(server_handler_.messages.empty());
+}
+
+// A peer that connects and never starts the handshake is closed at the deadline.
+TEST_F(TlsTransportTest, SilentPeerIsClosedAtTheHandshakeDeadline) {
+  Open(LoadTls("server.pem", "server.key"), nullptr, milliseconds(200));
+  int fd = ConnectClient(server_->local_address().port());
+  ASSERT_GE(fd, 0);
+  fds_.push_back(fd);
+  ASSERT_TRUE(RunUntil([&] { return server_->counters().handshake_timeouts == 1; }));
+  EXPECT_EQ(server_->connection_count(), 0u);
+}
+
+// A new context (a reload) serves the next handshake; the live connection keeps working.
+TEST_F(TlsTransportTest, NewContextServesTheNextHandshake) {
+  Open(LoadTls("server.pem", "server.key"), LoadTls("server.pem", "server.key"));
+  ASSERT_TRUE(client_->Send(ServerPeer(), Request("before")));
+  ASSERT_TRUE(RunUntil([&] { return server_handler_.messages.size() == 1; }));
+  const Peer first = server_handler_.messages[0].source;
+  TcpOptions reloaded;
+  reloaded.tls = LoadTls("wrongname.pem", "wrongname.key");
+  server_->UpdateOptions(reloaded);
+  // The live connection still carries messages both ways.
+  ASSERT_TRUE(server_->Send(first, Response("before")));
+  ASSERT_TRUE(RunUntil([&] { return client_handler_.messages.size() == 1; }));
+  // A second client now meets the new certificate, which names another host: refused.
+  TcpOptions second;
+  second.tls = LoadTls("server.pem", "server.key");
+  second.connection_id_base = 2u << 24;
+  auto opened = TcpTransport::Open(io_, Loopback(0), second);
+  ASSERT_TRUE(opened.ok());
+  Recorder handler;
+  (*opened)->Start(&handler);
+  ASSERT_TRUE((*opened)->Send(ServerPeer(), Request("after")));
+  ASSERT_TRUE(RunUntil([&] { return (*opened)->counters().handshake_verify_failures == 1; }));
+  (*opened)->Close();
+}
+
+TEST(TlsContextTest, LoadErrorsNameTheFile) {
+  TlsSettings settings;
+  settings.certificate = TlsFile("missing.pem");
+  settings.private_key = TlsFile("server.key");
+  absl::StatusOr<std::shared_ptr<const TlsContext>> loaded = TlsContext::Load(settings);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("tls.certificate"), std::string_view::npos)
+      << loaded.status();
+  EXPECT_NE(loaded.status().message().find("missing.pem"), std::string_view::npos);
+  settings.certificate = TlsFile("server.pem");
+  settings.private_key = TlsFile("server2.key");
+  loaded = TlsContext::Load(settings);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("tls.private_key"), std::string_view::npos)
+      << loaded.status();
+  EXPECT_NE(loaded.status().message().find("server2.key"), std::string_view::npos);
+}
+
+}  // namespace
+}  // namespace b2bua::proto
