@@ -222,6 +222,10 @@ class Shard final : public proto::DatagramHandler,
   void OnStreamMessage(std::string_view message, const proto::Peer& source) override {
     OnDatagram(message, source);
   }
+  void OnSendFailure(const proto::Peer& to) override {
+    transactions_->OnTransportFailure(to);
+    EndTurn();
+  }
 
   // proto::MessageSink: every message the shard sends, by transport. A TCP connection
   // belongs to the shard that accepted it; bytes for another shard's connection travel

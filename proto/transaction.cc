@@ -830,6 +830,24 @@ class TransactionLayer::Impl final : public TimerHandler {
     }
   }
 
+ public:
+  // RFC 3261 8.1.3.1: a transport error is as good as a 503. Only transactions still
+  // waiting for a first response fail; one that heard back is past the connection.
+  void OnTransportFailure(const Peer& to) {
+    std::vector<uint32_t> failed;
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      const Transaction& t = slots_[i];
+      if (t.live && IsClient(t.role) &&
+          (t.state == State::kCalling || t.state == State::kTrying) &&
+          t.peer.address == to.address && t.peer.transport == to.transport)
+        failed.push_back(i);
+    }
+    for (uint32_t index : failed)
+      if (slots_[index].live) FailClient(index, ClientFailure::kTransportError);
+  }
+
+ private:
+
   void FailClient(uint32_t index, ClientFailure failure) {
     const TransactionId id = IdOf(index);
     const uint64_t cookie = slots_[index].cookie;
@@ -882,6 +900,8 @@ TransactionId TransactionLayer::SendRequest(std::string request, std::string_vie
 }
 
 void TransactionLayer::CancelInvite(TransactionId invite) { impl_->CancelInvite(invite); }
+
+void TransactionLayer::OnTransportFailure(const Peer& to) { impl_->OnTransportFailure(to); }
 
 void TransactionLayer::SendCancel(TransactionId invite, std::string cancel) {
   impl_->SendCancel(invite, std::move(cancel));

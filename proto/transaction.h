@@ -119,6 +119,12 @@ class TransactionLayer {
   /// for a stale id or an INVITE that already has its final response.
   void CancelInvite(TransactionId invite);
 
+  /// Owning shard only. The transport could not deliver to `to` (a stream connection
+  /// failed to open or to hand over a TLS handshake): client transactions to it that have
+  /// not heard a response end at once with OnClientFailure(kTransportError), instead of
+  /// waiting out Timer B or F.
+  void OnTransportFailure(const Peer& to);
+
   /// Owning shard only. Sends a response on server transaction `id` (complete bytes).
   /// Returns false when `id` is stale, names a client transaction, already sent a final
   /// response, or `status_code` is outside 100..699; nothing is sent then.
