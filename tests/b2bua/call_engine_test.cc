@@ -3011,3 +3011,25 @@ routes:
 
 }  // namespace
 }  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+// RFC 3261 26.2.2: a sips: Request-URI is never sent over a hop without TLS; the caller
+// learns why.
+TEST_F(CallEngineAccessTest, SipsRequestUriNeverLeavesOverUdp) {
+  ASSERT_NO_FATAL_FAILURE(Start(R"yaml(
+routes:
+  - prefix: ""
+    next_hops: ["sip:127.0.0.1:5070"]
+)yaml"));
+  Caller caller = NumberedCaller(1, "sips:2125550100@b2bua.example.net");
+  std::vector<Sent> out = InviteFrom(caller, caller.peer());
+  EXPECT_TRUE(RequestsOf(out, Method::kInvite).empty());
+  std::vector<Sent> answers = Finals(ResponsesTo(out, kCallerPort));
+  ASSERT_THAT(FinalStatuses(answers), ElementsAre(480));
+  EXPECT_THAT(answers[0].Header("Reason"), HasSubstr("needs a TLS next hop"));
+}
+
+}  // namespace
+}  // namespace b2bua

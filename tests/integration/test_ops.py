@@ -464,7 +464,25 @@ class DeployAgainstBinaryTest(BinaryTestCase):
     def test_shipped_configs_are_accepted(self):
         """deploy/b2bua.example.yaml and the Kubernetes ConfigMap's config both load."""
         configmap = self.h.config(text=configmap_config(K8S_CONFIGMAP))
-        for path in (EXAMPLE_CONFIG, configmap):
+        # The example's TLS section ships commented out (the certificates are the
+        # operator's): here it is switched on with a free loopback port and the test
+        # certificates, everything else as shipped.
+        tls_dir = os.path.join(REPO_ROOT, "tests", "data", "tls")
+        lines = read_text(EXAMPLE_CONFIG).split("\n")
+        start = lines.index("#tls:")
+        end = start + 1
+        while end < len(lines) and lines[end].startswith("#  "):
+            end += 1
+        self.assertGreater(end - start, 5, "the commented tls: block")
+        lines[start:end] = [line[1:] for line in lines[start:end]]
+        example = "\n".join(lines)
+        for shipped, local in (('"203.0.113.1:5061"', '"127.0.0.1:%d"' % free_port()),
+                               ("/etc/b2bua/tls/edge.pem", os.path.join(tls_dir, "server.pem")),
+                               ("/etc/b2bua/tls/edge.key", os.path.join(tls_dir, "server.key")),
+                               ("/etc/b2bua/tls/trunk-ca.pem", os.path.join(tls_dir, "ca.pem"))):
+            self.assertIn(shipped, example)
+            example = example.replace(shipped, local)
+        for path in (self.h.config(text=example), configmap):
             b = self.h.start_b2bua(path, shards=1)
             self.assertIn("config %s" % path, read_text(b.log))
             self.assertEqual(self.h.stop_b2bua(), 0, "exit code on SIGTERM")
