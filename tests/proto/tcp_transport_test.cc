@@ -119,6 +119,18 @@ bool Drain(int fd, std::string* out) {
   }
 }
 
+// Runs `io` until `done()` holds; false if `timeout` passes first.
+template <typename Predicate>
+bool RunIoUntil(boost::asio::io_context& io, Predicate done, milliseconds timeout) {
+  const auto deadline = steady_clock::now() + timeout;
+  while (!done()) {
+    if (steady_clock::now() >= deadline) return false;
+    io.restart();
+    io.run_for(milliseconds(2));
+  }
+  return true;
+}
+
 class Recorder final : public StreamHandler {
  public:
   struct Received {
@@ -157,16 +169,9 @@ class TcpTransportTest : public ::testing::Test {
     transport_->Start(&handler_);
   }
 
-  // Runs the io_context until `done()` holds; false if `timeout` passes first.
   template <typename Predicate>
   bool RunUntil(Predicate done, milliseconds timeout = milliseconds(3000)) {
-    const auto deadline = steady_clock::now() + timeout;
-    while (!done()) {
-      if (steady_clock::now() >= deadline) return false;
-      io_.restart();
-      io_.run_for(milliseconds(2));
-    }
-    return true;
+    return RunIoUntil(io_, done, timeout);
   }
 
   void RunFor(milliseconds duration) {
@@ -842,13 +847,7 @@ class TlsTransportTest : public ::testing::Test {
 
   template <typename Predicate>
   bool RunUntil(Predicate done, milliseconds timeout = milliseconds(5000)) {
-    const auto deadline = steady_clock::now() + timeout;
-    while (!done()) {
-      if (steady_clock::now() >= deadline) return false;
-      io_.restart();
-      io_.run_for(milliseconds(2));
-    }
-    return true;
+    return RunIoUntil(io_, done, timeout);
   }
 
   Peer ServerPeer() const { return Peer{server_->local_address(), TransportKind::kTls, 0}; }
