@@ -1871,7 +1871,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
       }
       SendA2xx(call);
       ++call.setup().a_2xx_sends;
-      context_.counters->retransmissions_sent.Inc();
+      context_.counters->core_retransmissions_sent.Inc();
       call.setup().a_2xx_interval = std::min<proto::Duration>(call.setup().a_2xx_interval * 2,
                                                       call.config->timers.t2);
       // The last wait ends exactly at 64*T1, not at the next doubling.
@@ -1891,7 +1891,7 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
       call.reinvite_2xx_timer = {};
       if (!call.reinvite_pending || context_.clock->Now() >= call.reinvite_2xx_deadline) return;
       Send(call.reinvite_2xx_peer, call.reinvite_2xx);
-      context_.counters->retransmissions_sent.Inc();
+      context_.counters->core_retransmissions_sent.Inc();
       call.reinvite_2xx_interval =
           std::min<proto::Duration>(call.reinvite_2xx_interval * 2, call.config->timers.t2);
       ArmTimer(call, &call.reinvite_2xx_timer,

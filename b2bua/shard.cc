@@ -42,6 +42,7 @@ class ShardResolver final : public TargetResolver {
                proto::ResolveCallback callback) override {
     resolver_->Resolve(host, port, transport, sips, std::move(callback));
   }
+  const proto::ResolverCounters& counters() const { return resolver_->counters(); }
 
  private:
   std::unique_ptr<proto::SipResolver> resolver_;
@@ -462,6 +463,8 @@ class Shard final : public proto::DatagramHandler,
     counters_->transactions_server_created.Set(t.server_created);
     counters_->transactions_client_created.Set(t.client_created);
     counters_->retransmissions_absorbed.Set(t.retransmissions_absorbed);
+    counters_->retransmissions_sent.Set(t.retransmissions_sent +
+                                        counters_->core_retransmissions_sent.Get());
     counters_->transaction_timeouts.Set(t.timeouts);
     counters_->transactions_active.Set(transactions_->size());
     const proto::UdpCounters& u = udp_->counters();
@@ -470,6 +473,14 @@ class Shard final : public proto::DatagramHandler,
     counters_->datagrams_dropped[static_cast<size_t>(DropReason::kSendFailed)].Set(
         u.send_failures);
     PublishStreamCounters();
+    const proto::ResolverCounters& dns = resolver_->counters();
+    counters_->dns_resolves.Set(dns.resolves);
+    counters_->dns_queries_sent.Set(dns.queries_sent);
+    counters_->dns_cache_hits.Set(dns.cache_hits);
+    counters_->dns_cache_misses.Set(dns.cache_misses);
+    counters_->dns_query_timeouts.Set(dns.query_timeouts);
+    counters_->dns_query_errors.Set(dns.query_errors);
+    counters_->dns_failures.Set(dns.failures);
     udp_->Flush();
   }
 

@@ -166,10 +166,20 @@ struct alignas(64) ShardCounters {
   // Transactions (mirrors proto::TransactionCounters at publication time).
   Counter transactions_server_created;
   Counter transactions_client_created;
-  Counter retransmissions_sent;
+  Counter retransmissions_sent;       // the transaction layer's and the core's together
+  Counter core_retransmissions_sent;  // the core's: 2xx to the caller, re-INVITE 2xx
   Counter retransmissions_absorbed;
   Counter transaction_timeouts;
   Counter transactions_active;  // gauge
+
+  // RFC 3263 resolution (mirrors proto::ResolverCounters at publication time).
+  Counter dns_resolves;
+  Counter dns_queries_sent;
+  Counter dns_cache_hits;
+  Counter dns_cache_misses;
+  Counter dns_query_timeouts;
+  Counter dns_query_errors;
+  Counter dns_failures;
 
   // The edge: refused requests, and sources serving a flood block (gauge).
   std::array<Counter, static_cast<size_t>(RejectReason::kCount)> requests_rejected;

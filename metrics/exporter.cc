@@ -280,6 +280,35 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
     add(std::move(f));
   }
 
+  // RFC 3263 resolution.
+  summed("b2bua_dns_resolutions_total", "Next hops and redirect targets resolved by name.",
+         &ShardCounters::dns_resolves);
+  summed("b2bua_dns_queries_total", "DNS queries sent (NAPTR, SRV, A, AAAA).",
+         &ShardCounters::dns_queries_sent);
+  {
+    MetricFamily f = NewFamily("b2bua_dns_cache_lookups_total",
+                               "DNS cache lookups, by result.", MetricType::Counter);
+    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.dns_cache_hits; }),
+               OneLabel("result", "hit"));
+    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.dns_cache_misses; }),
+               OneLabel("result", "miss"));
+    add(std::move(f));
+  }
+  {
+    MetricFamily f = NewFamily("b2bua_dns_query_failures_total",
+                               "DNS queries that ended without an answer (timeout) or with an "
+                               "error rcode (error).",
+                               MetricType::Counter);
+    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.dns_query_timeouts; }),
+               OneLabel("reason", "timeout"));
+    AddCounter(f, s.Sum([](const ShardCounters& c) -> const Counter& { return c.dns_query_errors; }),
+               OneLabel("reason", "error"));
+    add(std::move(f));
+  }
+  summed("b2bua_dns_resolution_failures_total",
+         "Resolutions that found no usable target (NXDOMAIN, no records, timeouts).",
+         &ShardCounters::dns_failures);
+
   // The edge.
   {
     MetricFamily f = NewFamily("b2bua_requests_rejected_total",
@@ -313,7 +342,9 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
   }
   per_shard("b2bua_transactions_active", "SIP transactions currently alive, per shard.",
             &ShardCounters::transactions_active);
-  summed("b2bua_retransmissions_sent_total", "SIP retransmissions sent by transaction timers.",
+  summed("b2bua_retransmissions_sent_total",
+         "SIP retransmissions sent: requests and responses the transaction timers re-send, "
+         "and the 2xx the core re-sends until its ACK.",
          &ShardCounters::retransmissions_sent);
   summed("b2bua_retransmissions_absorbed_total",
          "Retransmitted SIP messages received and absorbed by an existing transaction.",

@@ -3033,3 +3033,31 @@ routes:
 
 }  // namespace
 }  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+// RFC 3261 sets no limit on Via values: a request with hundreds of them is processed, and
+// the answer echoes every one, in order (RFC 3261 8.2.6.2).
+TEST_F(CallEngineAccessTest, HundredsOfViasAreEchoedInTheAnswer) {
+  ASSERT_NO_FATAL_FAILURE(Start(kIdentityRoute));
+  Caller caller = NumberedCaller(1, "sip:2125550100@b2bua.example.net");
+  std::string vias;
+  for (int i = 0; i < 300; ++i)
+    vias += "Via: SIP/2.0/UDP 10.1." + std::to_string(i / 200) + "." + std::to_string(i % 200) +
+            ";branch=z9hG4bKproxy" + std::to_string(i) + "\r\n";
+  std::string invite = caller.Invite();
+  const size_t after_first_via = invite.find("\r\n", invite.find("\r\nVia: ") + 2) + 2;
+  invite.insert(after_first_via, vias);
+  Deliver(invite, caller.peer());
+  std::vector<Sent> out = TakeSent();
+  ASSERT_EQ(RequestsOf(out, Method::kInvite).size(), 1u);
+  std::vector<Sent> answers = ResponsesTo(out, kCallerPort);
+  ASSERT_FALSE(answers.empty());
+  const std::vector<std::string> echoed = answers[0].Headers("Via");
+  ASSERT_EQ(echoed.size(), 301u);
+  EXPECT_NE(echoed[300].find("branch=z9hG4bKproxy299"), std::string::npos) << echoed[300];
+}
+
+}  // namespace
+}  // namespace b2bua

@@ -488,6 +488,22 @@ class DeployAgainstBinaryTest(BinaryTestCase):
             self.assertEqual(self.h.stop_b2bua(), 0, "exit code on SIGTERM")
 
 
+class ReadmeMetricsTest(BinaryTestCase):
+    def test_every_family_the_readme_names_is_exported(self):
+        """Every b2bua_* family README.md names is on /metrics of a freshly started binary
+        (every family is exported from the start, zero or not)."""
+        readme = read_text(os.path.join(REPO_ROOT, "README.md"))
+        named = set(re.findall(r"\b(b2bua_[a-z0-9_]+)", readme))
+        self.assertGreater(len(named), 25)
+        self.h.start_b2bua(self.h.config(), shards=1)
+        exported = self.h.metrics().names()
+        # Histograms and counters show under their series names.
+        series = set(exported) | {n.rsplit("_bucket", 1)[0] for n in exported} | {
+            n.rsplit("_count", 1)[0] for n in exported}
+        missing = sorted(n for n in named if n not in series)
+        self.assertEqual(missing, [], "families README.md names that /metrics lacks")
+
+
 # ---------------------------------------------------------------------------------
 # The binary: flags, start-up errors, admin endpoints
 # ---------------------------------------------------------------------------------
