@@ -673,24 +673,22 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
     raw->setup().hops.push_back(std::move(hop));
   }
   // A 301 learned earlier sends the call straight to the permanent target.
-  auto cached = moved_permanently_.find(raw->setup().a_request_uri);
-  if (cached != moved_permanently_.end()) {
-    if (cached->second.expires > context_.clock->Now()) {
-      // The cached target becomes the only next hop, with its own Request-URI; a name is
-      // resolved like any other next hop.
-      proto::SipUri target;
-      if (proto::ParseUri(cached->second.target, &target) == proto::UriError::kNone &&
-          (IsIpLiteral(target) || context_.resolver != nullptr)) {
-        context_.counters->redirect_cache_hits.Inc();
-        NextHop hop;
-        hop.uri = cached->second.target;
-        hop.host = std::string(target.host);
-        hop.port = target.port ? target.port : 5060;
-        raw->setup().hops.assign(1, std::move(hop));
-        raw->setup().hop_request_uri = cached->second.target;
-      }
-    } else {
-      moved_permanently_.erase(cached);
+  if (std::optional<std::string_view> cached =
+          moved_permanently_.Find(raw->setup().a_request_uri, context_.clock->Now())) {
+    // The cached target becomes the only next hop, with its own Request-URI; a name is
+    // resolved like any other next hop.
+    proto::SipUri target;
+    if (proto::ParseUri(*cached, &target) == proto::UriError::kNone &&
+        (IsIpLiteral(target) || context_.resolver != nullptr)) {
+      context_.counters->redirect_cache_hits.Inc();
+      NextHop hop;
+      hop.uri = std::string(*cached);
+      hop.host = std::string(target.host);
+      hop.transport = TransportOfUri(target);
+      hop.port = target.port ? target.port
+                             : (hop.transport == proto::TransportKind::kTls ? 5061 : 5060);
+      raw->setup().hop_request_uri = hop.uri;
+      raw->setup().hops.assign(1, std::move(hop));
     }
   }
   if (raw->setup().hops.empty() && !raw->in_redirect) {
@@ -1470,13 +1468,16 @@ void CallEngine::OnRedirect(Call& call, const SipMessage& response) {
           merged.loops);
     }
     // 301: remember the best target for later calls to the same Request-URI.
-    if (status == 301 && call.setup().current_target < 0 && settings.cache_301.entries > 0 && merged.added > 0) {
-      if (moved_permanently_.size() >= settings.cache_301.entries) moved_permanently_.clear();
-      if (!call.setup().targets.pending_order().empty()) {
-        const Target& best = call.setup().targets.at(call.setup().targets.pending_order()[0]);
-        moved_permanently_[call.setup().a_request_uri] = {best.request_uri,
-                                                  context_.clock->Now() + settings.cache_301.ttl};
-      }
+    if (status == 301 && call.setup().current_target < 0 && settings.cache_301.entries > 0 &&
+        merged.added > 0 && !call.setup().targets.pending_order().empty()) {
+      const Target& best = call.setup().targets.at(call.setup().targets.pending_order()[0]);
+      const proto::TimePoint now = context_.clock->Now();
+      const proto::TimePoint expires = now + settings.cache_301.ttl;
+      moved_permanently_.Learn(call.setup().a_request_uri, best.request_uri, expires,
+                               settings.cache_301.entries, now);
+      if (context_.redirect_share != nullptr)
+        context_.redirect_share->SharePermanentRedirect(call.setup().a_request_uri,
+                                                        best.request_uri, expires);
     }
   }
   if (settings.send_181 && !call.setup().sent_181 && !call.a_final_sent) {
@@ -1971,6 +1972,12 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
     ended_.push_back(std::move(it->second));
     calls_.erase(it);
   }
+}
+
+void CallEngine::LearnPermanentRedirect(std::string_view request_uri, std::string_view target,
+                                        proto::TimePoint expires) {
+  moved_permanently_.Learn(request_uri, target, expires, config_->redirect.cache_301.entries,
+                           context_.clock->Now());
 }
 
 void CallEngine::CollectEndedCalls() { ended_.clear(); }

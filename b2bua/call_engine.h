@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "b2bua/config.h"
+#include "b2bua/redirect_cache.h"
 #include "b2bua/redirect_policy.h"
 #include "b2bua/shard_counters.h"
 #include "b2bua/target_set.h"
@@ -65,6 +66,18 @@ class TlsServerNames {
   ~TlsServerNames() = default;
 };
 
+/// Hands a permanent redirect this shard learned to every other shard, so the next call to
+/// that Request-URI goes straight to the target whichever shard owns it. The shard sends
+/// it through the cross-shard mailboxes; the others call LearnPermanentRedirect().
+class RedirectShare {
+ public:
+  virtual void SharePermanentRedirect(std::string_view request_uri, std::string_view target,
+                                      proto::TimePoint expires) = 0;
+
+ protected:
+  ~RedirectShare() = default;
+};
+
 /// What a shard's CallEngine needs from its shard. Passed explicitly, never global.
 struct ShardContext {
   uint32_t shard_index = 0;
@@ -88,6 +101,8 @@ struct ShardContext {
   uint16_t tls_port = 0;
   /// Tells the TLS transport which name a next hop's certificate must carry; null: none.
   TlsServerNames* tls_names = nullptr;
+  /// Where a learned 301 goes for the other shards; null: it stays in this shard.
+  RedirectShare* redirect_share = nullptr;
 };
 
 /// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
@@ -140,6 +155,11 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   /// Owning shard only. Next hops currently considered dead by the probes.
   size_t dead_hops() const { return dead_hops_.size(); }
 
+  /// Owning shard only. A permanent redirect another shard learned (RedirectShare): kept
+  /// in this shard's cache under the current config's cache_301 size, not shared again.
+  void LearnPermanentRedirect(std::string_view request_uri, std::string_view target,
+                              proto::TimePoint expires);
+
   /// Owning shard only. Frees calls that ended during the last turn (deferred deletion).
   void CollectEndedCalls();
 
@@ -160,10 +180,6 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   struct Call;
 
  private:
-  struct Cached301 {
-    std::string target;
-    proto::TimePoint expires;
-  };
 
   void OnNewInvite(proto::TransactionId id, const proto::SipMessage& request,
                    const proto::Peer& source);
@@ -271,7 +287,7 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   // copy per held call. Erased in EndCall, before the Call is freed.
   absl::flat_hash_map<std::string_view, Call*, ViewHash, ViewEq> calls_by_call_id_;
   std::vector<std::unique_ptr<Call>> ended_;
-  absl::flat_hash_map<std::string, Cached301, ViewHash, ViewEq> moved_permanently_;
+  RedirectCache moved_permanently_;  // 301s learned here or by the other shards
   absl::flat_hash_map<proto::NetAddress, proto::TimePoint> resting_hops_;  // 503 Retry-After
   void ProbeNextHops();
   void SendProbe(const NextHop& hop, const proto::Peer& destination);

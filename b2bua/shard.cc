@@ -65,7 +65,8 @@ proto::TcpOptions TcpOptionsFrom(const TcpConfig& config) {
 class Shard final : public proto::DatagramHandler,
                     public proto::StreamHandler,
                     public proto::MessageSink,
-                    public TlsServerNames {
+                    public TlsServerNames,
+                    public RedirectShare {
  public:
   Shard(ShardGroup& group, uint32_t index, std::shared_ptr<const Config> config)
       : group_(group),
@@ -115,6 +116,7 @@ class Shard final : public proto::DatagramHandler,
     context.advertised_ip = group_.options_.advertised_ip;
     context.resolver = resolver_.get();
     context.call_limits = group_.call_limits_.get();
+    context.redirect_share = this;
     if (tls_) {
       context.tls_port = tls_->local_address().port();
       context.tls_names = this;
@@ -238,7 +240,7 @@ class Shard final : public proto::DatagramHandler,
     const uint32_t owner = to.connection_id >> 24;
     if (to.connection_id == 0 || owner == index_ || owner >= group_.options_.shards)
       return stream->Send(to, bytes);
-    Envelope envelope{std::string(bytes), to, true};
+    Envelope envelope{std::string(bytes), to, Envelope::Kind::kOutbound};
     if (!group_.Handoff(index_, owner, std::move(envelope))) {
       counters_->datagrams_dropped[static_cast<size_t>(DropReason::kQueueFull)].Inc();
       return false;
@@ -250,6 +252,18 @@ class Shard final : public proto::DatagramHandler,
  // TlsServerNames
   void SetServerName(const proto::NetAddress& address, std::string_view host) override {
     if (tls_) tls_->SetServerName(address, host);
+  }
+
+ // RedirectShare: a 301 learned here reaches every other shard through its ring.
+  void SharePermanentRedirect(std::string_view request_uri, std::string_view target,
+                              proto::TimePoint expires) override {
+    for (uint32_t to = 0; to < group_.options_.shards; ++to) {
+      if (to == index_) continue;
+      Envelope envelope{proto::StrCat(request_uri, "\n", target), proto::Peer{},
+                        Envelope::Kind::kPermanentRedirect, expires};
+      if (!group_.Handoff(index_, to, std::move(envelope)))
+        counters_->datagrams_dropped[static_cast<size_t>(DropReason::kQueueFull)].Inc();
+    }
   }
 
  private:
@@ -380,7 +394,14 @@ class Shard final : public proto::DatagramHandler,
         index_,
         [this](Envelope&& envelope) {
           counters_->handoffs_received.Inc();
-          if (envelope.outbound) {
+          if (envelope.kind == Envelope::Kind::kPermanentRedirect) {
+            const size_t split = envelope.bytes.find('\n');
+            std::string_view text = envelope.bytes;
+            engine_->LearnPermanentRedirect(text.substr(0, split), text.substr(split + 1),
+                                            envelope.expires);
+            return;
+          }
+          if (envelope.kind == Envelope::Kind::kOutbound) {
             if (proto::TcpTransport* stream = StreamFor(envelope.source.transport))
               stream->Send(envelope.source, envelope.bytes);
             return;

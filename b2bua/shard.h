@@ -12,6 +12,7 @@
 #include "b2bua/call_limits.h"
 #include "b2bua/config.h"
 #include "b2bua/shard_counters.h"
+#include "proto/clock.h"
 #include "proto/net_address.h"
 #include "proto/tcp_transport.h"
 #include "proto/transport.h"
@@ -24,10 +25,15 @@ class CallRecordSink;
 /// bytes: the receive buffer it came from is reused as soon as the batch ends.
 struct Envelope {
   std::string bytes;
+  enum class Kind : uint8_t {
+    kInbound,   // a message another shard read, for the shard that owns its call
+    kOutbound,  // bytes for a stream connection the receiving shard owns (RFC 3261
+                // 18.2.2: responses go back on the connection the request came in on)
+    kPermanentRedirect,  // a 301 another shard learned: "Request-URI\ntarget"
+  };
   proto::Peer source;  // inbound: where it came from; outbound: where it goes
-  /// Outbound: bytes for a TCP connection the receiving shard owns (RFC 3261 18.2.2:
-  /// responses go back on the connection the request came in on).
-  bool outbound = false;
+  Kind kind = Kind::kInbound;
+  proto::TimePoint expires{};  // kPermanentRedirect: until when the target holds
 };
 
 struct ShardGroupOptions {

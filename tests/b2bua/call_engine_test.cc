@@ -528,6 +528,7 @@ class CallEngineTest : public ::testing::Test {
     context.call_records = &records_;
     context.resolver = resolver_;
     context.call_limits = &call_limits_;
+    context.redirect_share = redirect_share_;
     ASSERT_TRUE(proto::NetAddress::ParseIp(kLoopback, kB2buaPort, &context.local_address));
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
@@ -624,6 +625,8 @@ class CallEngineTest : public ::testing::Test {
   TargetResolver* resolver_ = nullptr;
   std::unique_ptr<ShardCounters> counters_;
   SharedCallLimits call_limits_;
+  // Set before Start() to see what the engine shares with the other shards.
+  RedirectShare* redirect_share_ = nullptr;
   struct RecordedLines final : CallRecordSink {
     void OnCallRecord(std::string_view line) override { lines.emplace_back(line); }
     std::vector<std::string> lines;
@@ -3057,6 +3060,61 @@ TEST_F(CallEngineAccessTest, HundredsOfViasAreEchoedInTheAnswer) {
   const std::vector<std::string> echoed = answers[0].Headers("Via");
   ASSERT_EQ(echoed.size(), 301u);
   EXPECT_NE(echoed[300].find("branch=z9hG4bKproxy299"), std::string::npos) << echoed[300];
+}
+
+}  // namespace
+}  // namespace b2bua
+
+namespace b2bua {
+namespace {
+
+struct RecordedShares final : RedirectShare {
+  void SharePermanentRedirect(std::string_view request_uri, std::string_view target,
+                              proto::TimePoint expires) override {
+    shared.push_back({std::string(request_uri), std::string(target), expires});
+  }
+  struct Share {
+    std::string request_uri;
+    std::string target;
+    proto::TimePoint expires;
+  };
+  std::vector<Share> shared;
+};
+
+// A 301 learned on this shard goes to the other shards (through RedirectShare), with the
+// moment it expires; one they learned sends this shard's next call straight to the target.
+TEST_F(CallEngineTest, Permanent301IsSharedWithTheOtherShardsBothWays) {
+  RecordedShares shares;
+  redirect_share_ = &shares;
+  ASSERT_NO_FATAL_FAILURE(Start("redirect: {cache_301: {entries: 10, ttl: 10m}}\n"));
+  Caller caller;
+  Callee bob;
+  std::optional<Sent> invite = Invite(caller);
+  ASSERT_TRUE(invite);
+  Deliver(bob.Redirect(*invite, 301, "Contact: <sip:t2@127.0.0.1:5072>\r\n"), bob.peer());
+  TakeSent();
+  ASSERT_EQ(shares.shared.size(), 1u);
+  EXPECT_EQ(shares.shared[0].request_uri, caller.request_uri);
+  EXPECT_EQ(shares.shared[0].target, "sip:t2@127.0.0.1:5072");
+  EXPECT_EQ(shares.shared[0].expires, clock_.Now() + std::chrono::minutes(10));
+
+  // What another shard learned about another number.
+  engine_->LearnPermanentRedirect("sip:5559999@b2bua.example.net", "sip:moved@127.0.0.1:5073",
+                                  clock_.Now() + std::chrono::minutes(5));
+  Caller other;
+  other.request_uri = "sip:5559999@b2bua.example.net";
+  other.call_id = "shared-301@pc33.atlanta.example.com";
+  other.from_tag = "sh301";
+  other.branch = "z9hG4bKshared301";
+  Deliver(other.Invite(), other.peer());
+  std::vector<Sent> out = TakeSent();
+  EXPECT_THAT(RequestsTo(out, 5070, Method::kInvite), IsEmpty());
+  std::vector<Sent> moved = RequestsTo(out, 5073, Method::kInvite);
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_EQ(moved[0].request_uri(), "sip:moved@127.0.0.1:5073");
+  EXPECT_EQ(counters_->redirect_cache_hits.Get(), 1u);
+  // Learned from elsewhere, it is not shared again.
+  EXPECT_EQ(shares.shared.size(), 1u);
 }
 
 }  // namespace

@@ -229,8 +229,7 @@ class RedirectTest(B2buaTestCase):
         target = self.h.start_callee("uas-answer-200.xml", calls=2, name="new-home")
         redirector = self.h.start_callee("uas-redirect-301-single-contact.xml", calls=None,
                                          keys={"contact": contact(target.port, "moved")})
-        # The 301 cache is per shard (no lock on the hot path); with one shard both calls
-        # are sure to meet the same cache.
+        # One shard here; the test below runs two.
         self.start_b2bua(route("1", redirector.port), shards=1)
         caller = self.h.run_caller("uac-expect-200-via-redirect.xml", calls=2, limit=1,
                                    duration_ms=100, timeout=20)
@@ -239,6 +238,23 @@ class RedirectTest(B2buaTestCase):
         self.assertEqual(len(redirector.calls_received()), 1,
                          "the second call must go straight to the cached target")
         self.assertMetric("b2bua_redirect_cache_hits_total", 1)
+        self.assertMetric("b2bua_redirects_received_total", 1, code="301")
+        self.assertNoActiveCalls()
+
+    def test_301_learned_on_one_shard_serves_every_shard(self):
+        """Six calls in a row to one Request-URI through two shards: the Call-IDs spread
+        the calls over both, and only the first meets the 301 (the shards share it)."""
+        target = self.h.start_callee("uas-answer-200.xml", calls=6, name="new-home")
+        redirector = self.h.start_callee("uas-redirect-301-single-contact.xml", calls=None,
+                                         keys={"contact": contact(target.port, "moved")})
+        self.start_b2bua(route("1", redirector.port), shards=2)
+        caller = self.h.run_caller("uac-expect-200-via-redirect.xml", calls=6, limit=1,
+                                   duration_ms=100, timeout=30)
+        self.assertSippsOk(caller, target)
+        self.assertEqual(redirector.stop(), 0)
+        self.assertEqual(len(redirector.calls_received()), 1,
+                         "every call after the first must go straight to the cached target")
+        self.assertMetric("b2bua_redirect_cache_hits_total", 5)
         self.assertMetric("b2bua_redirects_received_total", 1, code="301")
         self.assertNoActiveCalls()
 
