@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "b2bua/view_hash.h"
 #include "proto/clock.h"
 
 namespace b2bua {
@@ -34,16 +35,8 @@ class RedirectCache {
     std::string target;
     proto::TimePoint expires;
   };
-  // Transparent lookups by string_view: no key copy per call.
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  struct Eq {
-    using is_transparent = void;
-    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
-  };
-  absl::flat_hash_map<std::string, Entry, Hash, Eq> entries_;
+  // Looked up by string_view: no key copy per call.
+  absl::flat_hash_map<std::string, Entry, ViewHash, ViewEq> entries_;
 };
 
 }  // namespace b2bua
