@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "b2bua/default_config.h"
+#include "b2bua/leg_headers.h"
 #include "proto/sip_chars.h"
 #include "proto/sip_message.h"
 #include "proto/sip_parser.h"
@@ -202,25 +203,6 @@ absl::StatusOr<std::string> CheckDomain(std::string_view text) {
         StrCat("'", text, "' is an address; list addresses under cidrs"));
   }
   return absl::InvalidArgumentError(StrCat("'", text, "' is not a domain name"));
-}
-
-// Headers every B2BUA builds itself for each leg: passing them through would break the
-// dialog, so naming them in headers.pass is a mistake worth stopping at.
-bool IsDialogHeader(proto::HeaderId id) {
-  using proto::HeaderId;
-  switch (id) {
-    case HeaderId::kVia:
-    case HeaderId::kRoute:
-    case HeaderId::kRecordRoute:
-    case HeaderId::kCallId:
-    case HeaderId::kCSeq:
-    case HeaderId::kFrom:
-    case HeaderId::kTo:
-    case HeaderId::kContact:
-    case HeaderId::kMaxForwards:
-    case HeaderId::kContentLength: return true;
-    default: return false;
-  }
 }
 
 // ---------------------------------------------------------------------------------------
