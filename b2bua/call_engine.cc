@@ -43,7 +43,6 @@ RedirectSecurity SecurityFromSettings(const RedirectSettings& settings) {
   return security;
 }
 
-constexpr std::string_view kCallIdPrefix = "B2B";
 constexpr std::string_view kAllow =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
 
@@ -269,24 +268,8 @@ struct CallEngine::Call {
 // call at 100,000 calls (bench/README.md). Set-up fields belong in CallSetup.
 static_assert(sizeof(CallEngine::Call) <= 896, "a held call must stay small");
 
-uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count) {
-  if (shard_count <= 1) return 0;
-  if (call_id.size() > kCallIdPrefix.size() + 1 && call_id.substr(0, 3) == kCallIdPrefix) {
-    uint32_t shard = 0;
-    size_t i = kCallIdPrefix.size();
-    for (; i < call_id.size() && i < kCallIdPrefix.size() + 4; ++i) {
-      char c = call_id[i];
-      if (c >= '0' && c <= '9') shard = shard * 16 + static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') shard = shard * 16 + static_cast<uint32_t>(c - 'a' + 10);
-      else break;
-    }
-    if (i < call_id.size() && call_id[i] == '-') return shard % shard_count;
-  }
-  return static_cast<uint32_t>(std::hash<std::string_view>{}(call_id) % shard_count);
-}
-
 CallEngine::CallEngine(const ShardContext& context, std::shared_ptr<const Config> config)
-    : context_(context), config_(std::move(config)) {
+    : context_(context), config_(std::move(config)), tokens_(context.shard_index) {
   const std::string ip = context_.advertised_ip.empty() ? context_.local_address.IpString()
                                                        : context_.advertised_ip;
   local_host_port_ = ip.find(':') != std::string::npos
@@ -323,14 +306,6 @@ CallEngine::~CallEngine() {
     context_.timers->Cancel(&call->b_ack_timer);
   }
   context_.timers->Cancel(&probe_timer_);
-}
-
-std::string CallEngine::NewToken(char kind) {
-  // Shard index first, so a token also names its owner; the counter makes it unique.
-  char buffer[48];
-  int n = std::snprintf(buffer, sizeof(buffer), "%c%x%llx", kind, context_.shard_index,
-                        static_cast<unsigned long long>(++token_counter_ * 2654435761ull));
-  return std::string(buffer, static_cast<size_t>(n));
 }
 
 bool CallEngine::Send(const Peer& to, std::string_view bytes) {
@@ -373,7 +348,7 @@ void CallEngine::ArmTimer(Call& call, proto::TimerId* timer, proto::Duration del
 void CallEngine::RespondStateless(TransactionId id, const SipMessage& request, int status,
                                   std::string_view reason, std::string_view extra) {
   // Only reached for requests with a transaction: the layer sends, retransmits and absorbs.
-  std::string tag = request.to().tag.empty() ? NewToken('t') : std::string();
+  std::string tag = request.to().tag.empty() ? tokens_.Token('t') : std::string();
   ResponseHead head = ResponseHead::Capture(request, *transactions_->ResponseDestination(id));
   std::string out = head.Start(status, reason, tag);
   StrAppend(&out, extra);
@@ -429,7 +404,7 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   // A request carrying our own Via came back to us: a routing loop (RFC 3261 16.3 4).
   for (size_t i = 0; i < request.via_count(); ++i) {
     const proto::Via& via = request.vias()[i];
-    if (via.branch.starts_with("z9hG4bKb2b") && via.port == context_.local_address.port()) {
+    if (TokenSource::IsOurBranch(via.branch) && via.port == context_.local_address.port()) {
       proto::NetAddress address;
       if (proto::NetAddress::ParseIp(via.host, via.port, &address) &&
           address.SameIp(context_.local_address)) {
@@ -475,7 +450,7 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
 
   call.a.call_id = std::string(request.call_id());
   call.a.remote_party = std::string(request.from().text);
-  call.a_tag = NewToken('a');
+  call.a_tag = tokens_.Token('a');
   call.a.local_party = StrCat(request.to().text, ";tag=", call.a_tag);
   call.setup().a_head.to = std::string(request.to().text);
   call.a.remote_cseq = request.cseq().number;
@@ -489,9 +464,8 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   for (size_t i = 0; i < request.record_route_count(); ++i)
     call.a.route_set.emplace_back(request.record_routes()[i].text);
 
-  call.b.call_id = StrCat(kCallIdPrefix, Hex{context_.shard_index}, "-",
-                                NewToken('c'), "-", Hex{call.cookie});
-  std::string from_tag = NewToken('f');
+  call.b.call_id = tokens_.CallId('c', StrCat(Hex{call.cookie}));
+  std::string from_tag = tokens_.Token('f');
   call.b.local_party = StrCat(WithoutTag(request.from()), ";tag=", from_tag);
   call.setup().b_to = std::string(request.to().text);
   call.b.local_cseq = 1;
@@ -672,7 +646,7 @@ bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const 
   if (sent.size() <= attempt) sent.resize(attempt + 1);
   sent[attempt] = call.b_request_uri;
   call.b_invite_cseq = call.b.local_cseq++;
-  std::string branch = StrCat("z9hG4bKb2b", NewToken('b'));
+  std::string branch = tokens_.Branch('b');
   const std::string via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
                                  HostPortFor(destination.transport), ";branch=", branch,
                                  ";rport");
@@ -997,15 +971,15 @@ void CallEngine::SendProbe(const NextHop& hop, const Peer& destination) {
     return;
   probe_targets_.push_back(destination.address);
   // The Call-ID names this shard, so the answer comes back here.
-  std::string branch = StrCat("z9hG4bKb2b", NewToken('o'));
+  std::string branch = tokens_.Branch('o');
   const bool v6 = hop.host.find(':') != std::string::npos;
   const std::string host_port = StrCat(v6 ? "[" : "", hop.host, v6 ? "]" : "", ":", hop.port);
   std::string out = StrCat(
       "OPTIONS sip:", host_port, " SIP/2.0\r\nVia: SIP/2.0/",
       proto::TransportName(destination.transport), " ", HostPortFor(destination.transport), ";branch=", branch,
       ";rport\r\nMax-Forwards: 70\r\n", "From: <sip:b2bua@", local_host_port_, ">;tag=",
-      NewToken('p'), "\r\nTo: <sip:", host_port, ">\r\nCall-ID: ",
-      kCallIdPrefix, Hex{context_.shard_index}, "-probe-", NewToken('q'),
+      tokens_.Token('p'), "\r\nTo: <sip:", host_port, ">\r\nCall-ID: ",
+      tokens_.CallId('q', "probe"),
       "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
   context_.counters->requests_sent[static_cast<size_t>(Method::kOptions)].Inc();
   transactions_->SendRequest(std::move(out), branch, Method::kOptions, destination,
@@ -1254,7 +1228,7 @@ void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
   stray.remote_target = std::move(target);
   stray.peer = destination;
   SendAck(stray, response.cseq().number, {}, {});
-  std::string branch = StrCat("z9hG4bKb2b", NewToken('y'));
+  std::string branch = tokens_.Branch('y');
   std::string bye = StartDialogRequest(stray, "BYE", branch, response.cseq().number + 1);
   AppendBody(bye, {}, {});
   context_.counters->requests_sent[static_cast<size_t>(Method::kBye)].Inc();
@@ -1506,7 +1480,7 @@ std::string CallEngine::StartDialogRequest(const Dialog& dialog, std::string_vie
 
 std::string CallEngine::SendAck(const Dialog& dialog, uint32_t cseq, std::string_view body,
                                 std::string_view content_type) {
-  std::string out = StartDialogRequest(dialog, "ACK", StrCat("z9hG4bKb2b", NewToken('k')), cseq);
+  std::string out = StartDialogRequest(dialog, "ACK", tokens_.Branch('k'), cseq);
   AppendBody(out, body, content_type);
   context_.counters->requests_sent[static_cast<size_t>(Method::kAck)].Inc();
   Send(dialog.peer, out);
@@ -1560,7 +1534,7 @@ TransactionId CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method 
                                               std::string_view extra, std::string_view body,
                                               std::string_view content_type) {
   Dialog& dialog = to_b_leg ? call.b : call.a;
-  std::string branch = StrCat("z9hG4bKb2b", NewToken('r'));
+  std::string branch = tokens_.Branch('r');
   const uint32_t cseq = dialog.local_cseq++;
   std::string out = StartDialogRequest(dialog, method_text, branch, cseq);
   if (method == Method::kInvite || method == Method::kUpdate || method == Method::kNotify ||

@@ -12,6 +12,7 @@
 #include "b2bua/config.h"
 #include "b2bua/redirect_cache.h"
 #include "b2bua/redirect_policy.h"
+#include "b2bua/sip_tokens.h"
 #include "b2bua/shard_counters.h"
 #include "b2bua/target_set.h"
 #include "proto/clock.h"
@@ -95,10 +96,6 @@ struct ShardContext {
   RedirectShare* redirect_share = nullptr;
 };
 
-/// The shard that owns a Call-ID: B-leg Call-IDs we generate name their shard in a
-/// prefix, every other Call-ID is hashed. Pure, so every shard computes the same owner
-/// without a shared table. Safe from any thread.
-uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count);
 
 /// One side of a bridged call, seen from the B2BUA: the dialog state RFC 3261 12.1 keeps.
 struct Dialog {
@@ -253,7 +250,6 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   Call* FindByCallId(std::string_view call_id);
   bool NamesSelf(const proto::SipUri& uri) const;
   bool DestinationFor(const proto::SipUri& uri, proto::Peer* out) const;
-  std::string NewToken(char kind);
   const RedirectSettings& SettingsFor(const Call& call) const;
   PolicyDecision DecideTarget(Call& call, const Target& target);
 
@@ -263,7 +259,7 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   RedirectPolicy* policy_override_ = nullptr;
   bool draining_ = false;
   uint64_t next_call_cookie_ = 1;
-  uint64_t token_counter_ = 0;
+  TokenSource tokens_;
   std::string local_host_port_;  // "127.0.0.1:5060" or "[::1]:5060"
   std::string contact_header_;   // "<sip:b2bua@127.0.0.1:5060>"
   std::string tls_host_port_;    // "127.0.0.1:5061"; empty without a TLS listener

@@ -62,7 +62,9 @@ TEST_F(ProbeTest, SilentHopIsSkippedUntilItAnswersAgain) {
   std::vector<Sent> to_second = ProbesTo(5071);
   ASSERT_EQ(to_first.size(), 1u);
   ASSERT_EQ(to_second.size(), 1u);
-  EXPECT_TRUE(to_first[0].call_id().starts_with("B2B0-probe-"))
+  EXPECT_TRUE(to_first[0].call_id().starts_with("B2B0-")) << to_first[0].call_id();
+  EXPECT_TRUE(to_first[0].call_id().ends_with("-probe")) << to_first[0].call_id();
+  EXPECT_EQ(ShardForCallId(to_first[0].call_id(), 4), 0u)
       << "the Call-ID names the probing shard, so the answer returns to it";
   Deliver(ResponseTo(to_second[0], 200, "OK", "hop"), LoopbackPeer(5071));
   // The first hop never answers: Timer F (64*T1) declares it dead.
