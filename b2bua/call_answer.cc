@@ -1,0 +1,286 @@
+// What the caller hears: provisional and final answers relayed, the best failure chosen
+// (RFC 3261 16.7), the search ended.
+
+#include "b2bua/call_state.h"
+
+namespace b2bua {
+
+void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
+                              std::string_view extra, std::string_view body,
+                              std::string_view content_type) {
+  if (call.a_final_sent) return;
+  std::string out = call.setup().a_head.Start(status, reason, call.a_tag);
+  if (status < 300 && status > 100)
+    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
+  StrAppend(&out, extra);
+  AppendBody(out, body, content_type);
+  context_.counters->responses_sent[status / 100].Inc();
+  if (status >= 200) call.a_final_sent = true;
+  if (status >= 200 && status < 300) {
+    // The core owns 2xx reliability (RFC 3261 13.3.1.4).
+    call.setup().a_2xx = out;
+    call.setup().a_2xx_interval = call.config->timers.t1;
+    call.setup().a_2xx_sends = 1;
+    call.setup().a_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
+    ArmTimer(call, &call.a_2xx_timer, call.setup().a_2xx_interval, kA2xxRetransmit);
+  }
+  transactions_->Respond(call.a_invite, status, std::move(out));
+}
+
+void CallEngine::FinishSearch(Call& call) {
+  context_.timers->Cancel(&call.target_timer);
+  const RedirectSettings& settings = SettingsFor(call);
+  if (call.in_redirect) {
+    // The search ended without an answer: say why, with a Reason (RFC 3326).
+    RedirectFailure failure = RedirectFailure::kExhausted;
+    int status = call.setup().best_status;
+    std::string reason = call.setup().best_reason;
+    if (call.cancelled) {
+      failure = RedirectFailure::kCancelled;
+    } else if (call.setup().best_status == 0 && (call.setup().depth_exceeded || call.setup().hops_exhausted)) {
+      failure = RedirectFailure::kDepth;
+      status = 483;
+      reason = "Too Many Hops";
+    } else if (call.setup().best_status == 0 && call.setup().loops > 0 && call.setup().refused == 0) {
+      failure = RedirectFailure::kLoop;
+      status = 482;
+      reason = "Loop Detected";
+    } else if (call.setup().best_status == 0 && call.setup().refused > 0) {
+      failure = RedirectFailure::kAllRefused;
+      status = 403;
+      reason = "Forbidden";
+    }
+    context_.counters->redirect_failures[static_cast<size_t>(failure)].Inc();
+    context_.counters->redirect_depth.Observe(call.setup().max_depth_seen);
+    if (!call.cancelled) {
+      if (settings.relay_last_3xx && !call.setup().last_3xx_status.empty()) {
+        int code = std::atoi(call.setup().last_3xx_status.c_str());
+        AnswerCaller(call, code, call.setup().last_3xx_status.substr(4), call.setup().last_3xx_contacts, {}, {});
+        EndCall(call, CallOutcome::kRedirectSent);
+        return;
+      }
+      if (status == 0) {
+        status = 480;
+        reason = "Temporarily Unavailable";
+      }
+      std::string why = StrCat("Reason: SIP;cause=", status, ";text=\"redirect ",
+                                     RedirectFailureName(failure), "\"\r\n");
+      AnswerCaller(call, status, reason, why, {}, {});
+    }
+    EndCall(call, call.cancelled ? CallOutcome::kCancelled : CallOutcome::kRedirectFailed);
+    return;
+  }
+  if (call.cancelled) {
+    EndCall(call, CallOutcome::kCancelled);
+    return;
+  }
+  if (call.setup().best_status == 0 && call.setup().skipped_resting) {
+    AnswerCaller(call, 503, "Service Unavailable",
+                 "Retry-After: 5\r\nReason: SIP;cause=503;text=\"every next hop is resting\"\r\n",
+                 {}, {});
+    EndCall(call, CallOutcome::kUnreachable);
+    return;
+  }
+  if (call.setup().best_status == 0 && call.setup().sips_refused) {
+    AnswerCaller(call, 480, "Temporarily Unavailable",
+                 "Reason: SIP;cause=480;text=\"a sips: Request-URI needs a TLS next hop\"\r\n",
+                 {}, {});
+    EndCall(call, CallOutcome::kUnreachable);
+    return;
+  }
+  if (call.setup().best_status == 0) {
+    AnswerCaller(call, 408, "Request Timeout",
+                 "Reason: SIP;cause=408;text=\"no next hop answered\"\r\n", {}, {});
+    EndCall(call, call.setup().hops.empty() ? CallOutcome::kNoRoute : CallOutcome::kUnreachable);
+    return;
+  }
+  AnswerCaller(call, call.setup().best_status, call.setup().best_reason, call.setup().best_extra, {}, {});
+  EndCall(call, CallOutcome::kRejected);
+}
+
+void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
+  const int status = response.status_code();
+  if (status < 200) {
+    if (status == 100 || call.cancelled || call.a_final_sent) return;  // 100 is hop by hop
+    call.state = Call::State::kEarly;
+    std::string out = call.setup().a_head.Start(status, response.reason_phrase(), call.a_tag);
+    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
+    StrAppend(&out, PassedHeaders(response, call.config->headers,
+                                  IdentityFrom(call.config->access, call.b.peer)));
+    AppendBody(out, response.body(), response.content_type());
+    context_.counters->responses_sent[1].Inc();
+    transactions_->Respond(call.a_invite, status, std::move(out));
+    return;
+  }
+  if (status < 300) {
+    OnInvite2xx(call, response);
+    return;
+  }
+  context_.timers->Cancel(&call.target_timer);
+  // The transaction layer ACKs this final and absorbs its retransmissions: it is no
+  // longer an INVITE a CANCEL could reach.
+  call.b_invite = proto::kNoTransaction;
+  if (status < 400 && !call.cancelled) {
+    OnRedirect(call, response);
+    return;
+  }
+  OnInviteFinalFailure(call, status, response.reason_phrase(), &response);
+}
+
+void CallEngine::OnInvite2xx(Call& call, const SipMessage& response) {
+  std::string_view to_tag = response.to().tag;
+  if (call.b_acked || call.state == Call::State::kAnswered ||
+      call.state == Call::State::kConfirmed || call.cancelled) {
+    if (call.b_acked &&
+        (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
+      ResendBAck(call);  // a retransmitted 2xx: our ACK was lost
+      return;
+    }
+    if (call.state == Call::State::kAnswered &&
+        (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
+      return;  // retransmission before the caller's ACK: the ACK will follow it
+    }
+    ReleaseStray2xx(&call, response);
+    if (call.cancelled && !call.a_final_sent) FinishSearch(call);
+    return;
+  }
+  AcceptInvite2xx(call, response);
+}
+
+void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
+  // A 2xx after CANCEL, from a second fork or from an abandoned attempt: ACK it and
+  // release it with BYE so the callee does not believe in a call nobody will end. The
+  // response names everything needed: our From, the callee's To and Contact.
+  std::string target = response.contact_count()
+                           ? std::string(response.contacts()[0].address.uri.text)
+                           : std::string();
+  Peer destination;
+  proto::SipUri target_uri;
+  const bool routable = !target.empty() &&
+                        proto::ParseUri(target, &target_uri) == proto::UriError::kNone &&
+                        DestinationFor(target_uri, &destination);
+  if (!routable) {
+    if (call == nullptr || target.empty()) {
+      context_.counters->internal_bugs.Inc();
+      return;
+    }
+    destination = call->b.peer;
+  }
+  // The answering dialog, seen from our side: our From, its To and Contact.
+  Dialog stray;
+  stray.call_id = std::string(response.call_id());
+  stray.local_party = std::string(response.from().text);
+  stray.remote_party = std::string(response.to().text);
+  stray.remote_target = std::move(target);
+  stray.peer = destination;
+  SendAck(stray, response.cseq().number, {}, {});
+  std::string branch = tokens_.Branch('y');
+  std::string bye = StartDialogRequest(stray, "BYE", branch, response.cseq().number + 1);
+  AppendBody(bye, {}, {});
+  context_.counters->requests_sent[static_cast<size_t>(Method::kBye)].Inc();
+  transactions_->SendRequest(std::move(bye), branch, Method::kBye, destination, 0);
+}
+
+void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
+  context_.timers->Cancel(&call.timer_c);
+  context_.timers->Cancel(&call.target_timer);
+  // Establish the B-leg dialog (RFC 3261 12.1.2): the route set is the Record-Route in
+  // reverse order, the remote target the 2xx Contact.
+  call.b.remote_party = std::string(response.to().text);
+  call.b.remote_target = response.contact_count()
+                             ? std::string(response.contacts()[0].address.uri.text)
+                             : call.b_request_uri;
+  call.b.route_set.clear();
+  for (size_t i = response.record_route_count(); i > 0; --i)
+    call.b.route_set.emplace_back(response.record_routes()[i - 1].text);
+  call.b.remote_cseq = 0;
+  call.setup().b_answer_body = std::string(response.body());
+  call.state = Call::State::kAnswered;
+  context_.counters->dialogs_active.Inc(2);
+  context_.counters->call_setup_seconds.Observe(
+      std::chrono::duration<double>(context_.clock->Now() - call.started).count());
+  if (call.in_redirect) {
+    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kAnswered)].Inc();
+    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target), TargetState::kAnswered,
+                            static_cast<uint16_t>(response.status_code()));
+    EndAttempt(call);
+    context_.counters->redirect_depth.Observe(call.setup().max_depth_seen);
+    context_.counters->redirect_extra_delay_seconds.Observe(
+        std::chrono::duration<double>(context_.clock->Now() - call.setup().first_redirect).count());
+  }
+  ArmTimer(call, &call.duration_timer, call.config->limits.max_call_duration, kMaxDuration);
+  AnswerCaller(call, response.status_code(), response.reason_phrase(),
+               PassedHeaders(response, call.config->headers,
+                             IdentityFrom(call.config->access, call.b.peer)),
+               response.body(), response.content_type());
+}
+
+void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view reason,
+                                      const SipMessage* response) {
+  // Remember the best answer (RFC 3261 16.7) for when every attempt has failed; a
+  // timeout is not an answer (it makes the call unreachable, not rejected).
+  if (response != nullptr &&
+      (call.setup().best_status == 0 || ResponseRank(status) < ResponseRank(call.setup().best_status))) {
+    call.setup().best_status = status;
+    call.setup().best_reason = std::string(reason);
+    call.setup().best_extra =
+        response ? PassedHeaders(*response, call.config->headers,
+                                 IdentityFrom(call.config->access, call.b.peer))
+                 : std::string();
+  }
+  if (call.cancelled) {
+    FinishSearch(call);
+    return;
+  }
+  if ((response == nullptr || status == 503) && !call.setup().spare_addresses.empty()) {
+    // The same next hop or target under its next DNS address.
+    const Peer next = call.setup().spare_addresses.front();
+    call.setup().spare_addresses.erase(call.setup().spare_addresses.begin());
+    if (call.setup().pending_target >= 0)
+      ArmTimer(call, &call.target_timer, SettingsFor(call).target_timeout, kTargetTimeout);
+    if (SendBLegInvite(call, call.setup().pending_request_uri, next, call.setup().pending_proxy_route)) return;
+  }
+  if (call.in_redirect) {
+    const RedirectSettings& settings = SettingsFor(call);
+    bool timeout = response == nullptr;
+    context_.counters->redirect_targets[static_cast<size_t>(
+        timeout ? TargetOutcome::kTimeout : TargetOutcome::kFailed)].Inc();
+    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target),
+                            timeout ? TargetState::kTimedOut : TargetState::kFailed,
+                            static_cast<uint16_t>(status));
+    EndAttempt(call);
+    if (status >= 600 || !(timeout || settings.TryNextOn(status))) {
+      // 6xx ends the search (RFC 3261 16.7); other finals go to the caller as they are.
+      call.setup().best_status = status;
+      call.setup().best_reason = std::string(reason);
+      call.in_redirect = true;
+      AnswerCaller(call, status, reason, call.setup().best_extra, {}, {});
+      context_.counters->redirect_failures[static_cast<size_t>(RedirectFailure::kExhausted)].Inc();
+      EndCall(call, CallOutcome::kRedirectFailed);
+      return;
+    }
+    if (!StartNextAttempt(call)) FinishSearch(call);
+    return;
+  }
+  if (status == 503 && response != nullptr) {
+    // "503 with Retry-After": that next hop asked not to be bothered for a while.
+    if (const proto::HeaderField* retry = response->FindHeader(proto::HeaderId::kRetryAfter)) {
+      uint64_t seconds = 0;
+      size_t i = 0;
+      while (i < retry->value.size() && proto::IsDigit(retry->value[i]) && seconds < 86400)
+        seconds = seconds * 10 + static_cast<uint64_t>(retry->value[i++] - '0');
+      if (i > 0 && seconds > 0) {
+        if (resting_hops_.size() >= 1024) resting_hops_.clear();  // bounded, per shard
+        resting_hops_[call.b.peer.address] =
+            context_.clock->Now() + std::chrono::seconds(std::min<uint64_t>(seconds, 3600));
+      }
+    }
+  }
+  if ((response == nullptr || call.config->failover_on.Contains(status)) &&
+      call.setup().next_hop < call.setup().hops.size()) {
+    if (StartNextAttempt(call)) return;
+  }
+  FinishSearch(call);
+}
+
+}  // namespace b2bua

@@ -1,0 +1,276 @@
+#pragma once
+
+// The state of a call, shared by the files of the call engine (call_engine.cc and the
+// call_*.cc files beside it) and by nothing else: what the caller's INVITE left to answer
+// with (ResponseHead), what only the set-up needs (CallSetup), and the call itself.
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "b2bua/call_engine.h"
+#include "b2bua/leg_headers.h"
+#include "b2bua/log.h"
+#include "proto/sip_builder.h"
+#include "proto/sip_chars.h"
+#include "proto/sip_uri.h"
+#include "proto/str_util.h"
+
+namespace b2bua {
+
+using proto::Hex;
+using proto::Method;
+using proto::Peer;
+using proto::SipMessage;
+using proto::StrAppend;
+using proto::StrCat;
+using proto::TransactionId;
+
+// The shipped policy's view of a route's redirect settings.
+inline RedirectSecurity SecurityFromSettings(const RedirectSettings& settings) {
+  RedirectSecurity security;
+  security.allow_domains = settings.allow.domains;
+  security.deny_domains = settings.deny.domains;
+  for (const std::string& text : settings.allow.cidrs) {
+    Cidr cidr;
+    if (Cidr::Parse(text, &cidr)) security.allow_cidrs.push_back(cidr);
+  }
+  for (const std::string& text : settings.deny.cidrs) {
+    Cidr cidr;
+    if (Cidr::Parse(text, &cidr)) security.deny_cidrs.push_back(cidr);
+  }
+  security.allowed_schemes = settings.allow.schemes;
+  // tel: targets are re-routed by number through the route table, never dialled as is.
+  security.allowed_schemes.push_back("tel");
+  return security;
+}
+
+constexpr std::string_view kAllow =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
+
+// Client transactions of OPTIONS probes carry this bit in their cookie; calls never do.
+constexpr uint64_t kProbeCookie = uint64_t{1} << 63;
+
+enum TimerKind : uint32_t {
+  kProbe = 100,         // time to probe the next hops again (cookie 0: not a call)
+  kTimerC = 1,          // no final answer from the B-leg
+  kTargetTimeout,       // one redirect target rang too long
+  kA2xxRetransmit,      // 13.3.1.4: re-send the A-leg 2xx until the ACK comes
+  kMaxDuration,         // the call has lasted too long
+  kCancelGuard,         // the B-leg never answered our CANCEL
+  kReInvite2xxRetransmit,  // a relayed re-INVITE 2xx, until the offering leg ACKs it
+  kForgetBAck,          // the callee can no longer be retransmitting its 2xx
+};
+
+// The transport a URI asks for: TLS for sips: (RFC 3261 26.2.2) and ;transport=tls,
+// TCP for ;transport=tcp, UDP otherwise.
+inline proto::TransportKind TransportOfUri(const proto::SipUri& uri) {
+  if (uri.scheme == proto::UriScheme::kSips || proto::EqualsIgnoreCase(uri.transport, "tls"))
+    return proto::TransportKind::kTls;
+  if (proto::EqualsIgnoreCase(uri.transport, "tcp")) return proto::TransportKind::kTcp;
+  return proto::TransportKind::kUdp;
+}
+
+inline bool IsSipsUri(std::string_view uri) {
+  return uri.size() >= 5 && proto::EqualsIgnoreCase(uri.substr(0, 5), "sips:");
+}
+
+inline bool IsIpLiteral(const proto::SipUri& uri) {
+  return uri.host_kind == proto::HostKind::kIpv4 || uri.host_kind == proto::HostKind::kIpv6;
+}
+
+// RFC 3261 16.7 step 6: choose the best of several final failures.
+inline int ResponseRank(int status) {
+  if (status >= 600) return 0;
+  switch (status) {
+    case 401: case 407: case 415: case 420: case 484: return 1;
+    default: break;
+  }
+  if (status >= 400 && status < 500) return 2;
+  if (status >= 500 && status != 503) return 3;
+  if (status == 503) return 4;  // 503 would stop upstream failover: rank it last
+  return 5;
+}
+
+/// The Via, From, To, Call-ID and CSeq of a request, captured so that responses can be
+/// written after the request's buffer is gone.
+struct ResponseHead {
+  std::string before_to;  // Via lines and From
+  std::string to;         // To value as received
+  std::string after_to;   // Call-ID and CSeq lines
+  std::string record_route;  // Record-Route lines, copied into 101-299 (RFC 3261 12.1.1)
+  bool to_has_tag = false;
+
+  static ResponseHead Capture(const SipMessage& request, const Peer& source) {
+    ResponseHead head;
+    if (const proto::Via* top = request.top_via()) {
+      AppendHeader(head.before_to, "Via", TopViaForResponse(*top, source));
+      for (size_t v = 1; v < request.via_count(); ++v)
+        AppendHeader(head.before_to, "Via", request.vias()[v].text);
+    }
+    AppendHeader(head.before_to, "From", request.from().text);
+    head.to = std::string(request.to().text);
+    head.to_has_tag = !request.to().tag.empty();
+    for (size_t i = 0; i < request.record_route_count(); ++i)
+      AppendHeader(head.record_route, "Record-Route", request.record_routes()[i].text);
+    AppendHeader(head.after_to, "Call-ID", request.call_id());
+    StrAppend(&head.after_to, "CSeq: ", request.cseq().number, " ",
+                    request.cseq().method_text, "\r\n");
+    return head;
+  }
+
+  // Status line and the captured headers; `tag` is added to To when it has none.
+  std::string Start(int status, std::string_view reason, std::string_view tag) const {
+    std::string out;
+    out.reserve(before_to.size() + after_to.size() + to.size() + 256);
+    StrAppend(&out, "SIP/2.0 ", status, " ", reason, "\r\n", before_to, "To: ", to);
+    if (!to_has_tag && !tag.empty() && status > 100) StrAppend(&out, ";tag=", tag);
+    StrAppend(&out, "\r\n", after_to);
+    if (status > 100 && status < 300) out += record_route;
+    return out;
+  }
+};
+
+// What only the call set-up needs: the offer, the attempts, the redirect search and the
+// best answer so far. It lives apart from the Call so that a held call frees it when the
+// caller ACKs the 2xx; a redirected call keeps the hops its call record lists.
+struct CallSetup {
+  ResponseHead a_head;
+  std::string a_request_uri;
+  int max_forwards = 70;
+  std::string offer_body;
+  std::string offer_type;
+  std::string passed;  // pass-through headers of the caller's INVITE
+  // Identity headers (RFC 3325), added per next hop by SendBLegInvite().
+  std::string asserted_identity;  // from a trusted caller only
+  std::string preferred_identity;
+  bool privacy_id = false;
+  bool sent_181 = false;
+  std::string a_2xx;   // the 2xx we retransmit until the caller's ACK
+  proto::TimePoint a_2xx_deadline{};
+  proto::Duration a_2xx_interval{};
+  int a_2xx_sends = 0;
+
+  std::string b_to;           // To value of the current attempt (no tag)
+  std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
+
+  // Attempts: next hops of the route first, then redirect targets.
+  std::vector<NextHop> hops;
+  size_t next_hop = 0;
+  int current_target = -1;
+  TargetSet targets;
+  std::unique_ptr<ConfiguredRedirectPolicy> policy;
+  // An attempt waiting for RFC 3263 resolution.
+  bool resolving = false;
+  uint64_t resolve_generation = 0;
+  int pending_target = -1;
+  std::string pending_request_uri;
+  std::string pending_proxy_route;
+  std::string pending_host;  // the host the attempt was given by: what its TLS cert names
+  bool sips_refused = false;  // a sips: Request-URI met a next hop without TLS
+  bool skipped_resting = false;  // a next hop was skipped for its 503 Retry-After
+  std::vector<Peer> spare_addresses;  // further addresses of the name being tried
+  std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI
+  int max_depth_seen = 0;
+  int loops = 0;
+  int refused = 0;
+  bool depth_exceeded = false;
+  bool hops_exhausted = false;  // the caller's Max-Forwards budget ran out
+  bool parked = false;  // waiting for an asynchronous policy decision
+  int best_status = 0;
+  std::string best_reason;
+  std::string best_extra;
+  std::string last_3xx_status;  // "302 Moved Temporarily"
+  std::string last_3xx_contacts;  // every Contact line of the last 3xx, verbatim
+  std::string history_info;  // History-Info entries so far (RFC 7044)
+  proto::TimePoint first_redirect{};
+  // Per target index (0: the original): the Request-URI its INVITE carried.
+  std::vector<std::string> sent_request_uris;
+  // Per redirect target index: when its INVITE went out and how long it took to answer.
+  std::vector<proto::TimePoint> attempt_started;
+  std::vector<proto::Duration> attempt_took;
+};
+
+struct CallEngine::Call {
+  enum class State : uint8_t { kTrying, kEarly, kAnswered, kConfirmed, kEnding };
+  // A request relayed from one leg to the other, waiting for its response.
+  struct Relay {
+    TransactionId server = proto::kNoTransaction;
+    ResponseHead head;
+    Method method = Method::kUnknown;
+    bool from_a = true;
+  };
+
+  /// The set-up state; after ReleaseSetupState a late event (a DNS answer, a stray final)
+  /// gets a blank one, which says that nothing is in progress.
+  CallSetup& setup() {
+    if (setup_state == nullptr) setup_state = std::make_unique<CallSetup>();
+    return *setup_state;
+  }
+  /// Reads the set-up state without bringing a released one back.
+  const CallSetup& setup_view() const {
+    static const CallSetup kReleased;
+    return setup_state != nullptr ? *setup_state : kReleased;
+  }
+
+  uint64_t cookie = 0;
+  State state = State::kTrying;
+  bool a_final_sent = false;
+  bool b_acked = false;
+  bool b_cancel_sent = false;
+  bool in_redirect = false;
+  bool cancelled = false;
+  std::shared_ptr<const Config> config;  // the snapshot the call began with
+  const Route* route = nullptr;          // points into `config`
+  // Limits this call holds a share of, given back in EndCall(). The RouteLoad lives in
+  // `config` (and in later snapshots that inherited it).
+  RouteLoad* held_route_load = nullptr;
+  bool source_counted = false;
+  proto::NetAddress source_address;  // the caller's address, for max_calls_per_source
+  proto::TimePoint started;
+  std::unique_ptr<CallSetup> setup_state;
+  // The redirect part of the call record, written when the set-up state is freed.
+  std::string redirect_record;
+
+  // A-leg: the caller's dialog, where the B2BUA is the UAS.
+  Dialog a;
+  TransactionId a_invite = proto::kNoTransaction;
+  std::string a_tag;  // our To tag towards the caller
+  uint32_t a_invite_cseq = 0;
+  Peer a_response_peer;  // where responses to the caller's INVITE go (RFC 3261 18.2.2)
+
+  // B-leg: towards the callee, where the B2BUA is the UAC. One Call-ID and From tag for
+  // every attempt; each attempt gets a higher CSeq and a new branch.
+  Dialog b;
+  std::string b_request_uri;
+  TransactionId b_invite = proto::kNoTransaction;
+  uint32_t b_invite_cseq = 0;
+  // The ACK for the B-leg 2xx, re-sent on its retransmissions; forgotten once the callee
+  // can no longer be retransmitting (64*T1), and rebuilt if one still comes.
+  std::string b_ack;
+
+  proto::TimerId timer_c, target_timer, a_2xx_timer, duration_timer, cancel_guard, b_ack_timer;
+  absl::flat_hash_map<TransactionId, Relay> relays;  // by client transaction
+  // re-INVITE in progress: the CSeq the ACK from the offering leg will carry, and the
+  // CSeq to use for the ACK on the answering leg.
+  bool reinvite_from_a = false;
+  bool reinvite_pending = false;
+  uint32_t reinvite_ack_cseq_in = 0;
+  uint32_t reinvite_ack_cseq_out = 0;
+  std::string reinvite_2xx;
+  Peer reinvite_2xx_peer;
+  proto::Duration reinvite_2xx_interval{};
+  proto::TimePoint reinvite_2xx_deadline{};
+  proto::TimerId reinvite_2xx_timer;
+};
+
+// A held call is this object, its dialogs' strings and two index entries: 2.6 KiB per
+// call at 100,000 calls (bench/README.md). Set-up fields belong in CallSetup.
+static_assert(sizeof(CallEngine::Call) <= 896, "a held call must stay small");
+
+}  // namespace b2bua
