@@ -13,6 +13,7 @@
 #include "b2bua/redirect_cache.h"
 #include "b2bua/redirect_policy.h"
 #include "b2bua/sip_tokens.h"
+#include "b2bua/view_hash.h"
 #include "b2bua/shard_counters.h"
 #include "b2bua/target_set.h"
 #include "proto/clock.h"

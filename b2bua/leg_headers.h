@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "b2bua/access_policy.h"
-#include "b2bua/config.h"
+#include "b2bua/header_policy.h"
 #include "proto/sip_message.h"
 #include "proto/transport.h"
 

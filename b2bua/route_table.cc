@@ -70,11 +70,12 @@ int32_t RouteTable::NewNode() {
   return static_cast<int32_t>(nodes_.size() - 1);
 }
 
-template <typename OnRoute>
-void RouteTable::Walk(int32_t root, std::string_view user, size_t begin, OnRoute on_route) const {
+void RouteTable::Walk(int32_t root, std::string_view user, size_t begin, int32_t* best,
+                      int* best_depth) const {
   int32_t node = root;
   int depth = 0;
-  if (nodes_[node].route >= 0) on_route(nodes_[node].route, 0);
+  *best = nodes_[node].route;
+  *best_depth = 0;
   for (size_t i = begin; i < user.size(); ++i) {
     char c = user[i];
     if (IsVisualSeparator(c)) continue;
@@ -82,44 +83,28 @@ void RouteTable::Walk(int32_t root, std::string_view user, size_t begin, OnRoute
     node = nodes_[node].child[c - '0'];
     if (node < 0) break;
     ++depth;
-    if (nodes_[node].route >= 0) on_route(nodes_[node].route, depth);
+    if (nodes_[node].route >= 0) {
+      *best = nodes_[node].route;
+      *best_depth = depth;
+    }
   }
 }
 
 const Route* RouteTable::Match(std::string_view request_uri_user) const {
-  const Route* best = nullptr;
-  MatchChain(request_uri_user, &best, 1);
-  return best;
-}
-
-size_t RouteTable::MatchChain(std::string_view request_uri_user, const Route** out,
-                              size_t capacity) const {
-  if (routes_.empty() || capacity == 0) return 0;
+  if (routes_.empty()) return nullptr;
   const bool global = !request_uri_user.empty() && request_uri_user[0] == '+';
   const size_t begin = global ? 1 : 0;
-  // Routes met on the way down, by digits matched; a prefix has at most one per depth in
-  // each tree. Sorted best first: deeper wins, and at equal depth "+1555" says more than
-  // "1555".
-  struct Met {
-    int32_t route;
-    int depth;
-    bool plus;
-  };
-  Met met[2 * kMaxPrefixDigits + 2];
-  size_t count = 0;
-  auto collect = [&](bool plus) {
-    return [&, plus](int32_t route, int depth) {
-      if (count < std::size(met)) met[count++] = Met{route, depth, plus};
-    };
-  };
-  Walk(plain_root_, request_uri_user, begin, collect(false));
-  if (global) Walk(plus_root_, request_uri_user, begin, collect(true));
-  std::sort(met, met + count, [](const Met& a, const Met& b) {
-    return a.depth != b.depth ? a.depth > b.depth : a.plus > b.plus;
-  });
-  const size_t n = std::min(count, capacity);
-  for (size_t i = 0; i < n; ++i) out[i] = &routes_[met[i].route];
-  return n;
+  int32_t best = -1;
+  int best_depth = -1;
+  Walk(plain_root_, request_uri_user, begin, &best, &best_depth);
+  if (global) {
+    int32_t plus_best;
+    int plus_depth;
+    Walk(plus_root_, request_uri_user, begin, &plus_best, &plus_depth);
+    // ">=": with as many digits matched, "+1555" says more than "1555".
+    if (plus_best >= 0 && plus_depth >= best_depth) best = plus_best;
+  }
+  return best >= 0 ? &routes_[best] : nullptr;
 }
 
 }  // namespace b2bua

@@ -82,9 +82,6 @@ class RouteTable {
   /// not decoded), or nullptr when none matches. Safe from any thread; O(length of the
   /// user), never allocates. The pointer is valid as long as this table.
   const Route* Match(std::string_view request_uri_user) const;
-  /// Every route that matches `request_uri_user`, best first. Writes at most `capacity`;
-  /// returns how many.
-  size_t MatchChain(std::string_view request_uri_user, const Route** out, size_t capacity) const;
   /// The route named by `route.overflow_to`, or nullptr. Safe from any thread.
   const Route* OverflowOf(const Route& route) const;
 
@@ -106,10 +103,10 @@ class RouteTable {
     int32_t route;  // index into routes_, -1 when no prefix ends here
   };
   int32_t NewNode();
-  // Walks the digits of `user` from index `begin` down the tree at `root`, calling
-  // `on_route(route index, digits matched)` for every route met, shortest first.
-  template <typename OnRoute>
-  void Walk(int32_t root, std::string_view user, size_t begin, OnRoute on_route) const;
+  // Walks the digits of `user` from index `begin` down the tree at `root`; `*best` is the
+  // deepest route met (-1 if none) and `*best_depth` the digits it took to get there.
+  void Walk(int32_t root, std::string_view user, size_t begin, int32_t* best,
+            int* best_depth) const;
 
   std::vector<Route> routes_;
   std::vector<int32_t> overflow_;  // per route: index of its overflow_to route, or -1

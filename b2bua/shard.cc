@@ -393,7 +393,7 @@ class Shard final : public proto::DatagramHandler,
     group_.rings_->mailbox.Drain(
         index_,
         [this](Envelope&& envelope) {
-          counters_->handoffs_received.Inc();
+          // Not a message: a handoff counts messages only, as Handoff() callers do.
           if (envelope.kind == Envelope::Kind::kPermanentRedirect) {
             const size_t split = envelope.bytes.find('\n');
             std::string_view text = envelope.bytes;
@@ -401,6 +401,7 @@ class Shard final : public proto::DatagramHandler,
                                             envelope.expires);
             return;
           }
+          counters_->handoffs_received.Inc();
           if (envelope.kind == Envelope::Kind::kOutbound) {
             if (proto::TcpTransport* stream = StreamFor(envelope.source.transport))
               stream->Send(envelope.source, envelope.bytes);
@@ -427,6 +428,19 @@ class Shard final : public proto::DatagramHandler,
       EndTurn();
       ArmTick();
     });
+  }
+
+  // Counters of the stream transports and the resolver.
+  void PublishStreamAndDnsCounters() {
+    const proto::ResolverCounters& dns = resolver_->counters();
+    counters_->dns_resolves.Set(dns.resolves);
+    counters_->dns_queries_sent.Set(dns.queries_sent);
+    counters_->dns_cache_hits.Set(dns.cache_hits);
+    counters_->dns_cache_misses.Set(dns.cache_misses);
+    counters_->dns_query_timeouts.Set(dns.query_timeouts);
+    counters_->dns_query_errors.Set(dns.query_errors);
+    counters_->dns_failures.Set(dns.failures);
+    PublishStreamCounters();
   }
 
   // The stream transports' counters, by transport; closes summed over both.
@@ -493,15 +507,7 @@ class Shard final : public proto::DatagramHandler,
         u.dropped_oversized);
     counters_->datagrams_dropped[static_cast<size_t>(DropReason::kSendFailed)].Set(
         u.send_failures);
-    PublishStreamCounters();
-    const proto::ResolverCounters& dns = resolver_->counters();
-    counters_->dns_resolves.Set(dns.resolves);
-    counters_->dns_queries_sent.Set(dns.queries_sent);
-    counters_->dns_cache_hits.Set(dns.cache_hits);
-    counters_->dns_cache_misses.Set(dns.cache_misses);
-    counters_->dns_query_timeouts.Set(dns.query_timeouts);
-    counters_->dns_query_errors.Set(dns.query_errors);
-    counters_->dns_failures.Set(dns.failures);
+    PublishStreamAndDnsCounters();
     udp_->Flush();
   }
 

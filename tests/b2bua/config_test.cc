@@ -1003,23 +1003,16 @@ TEST(AccessConfigTest, Errors) {
               HasSubstr("routes[0].callers[0]"));
 }
 
-TEST(RouteTableTest, MatchChainListsEveryMatchBestFirst) {
+TEST(RouteTableTest, DeepestMatchWinsOverEveryShorterOne) {
   std::shared_ptr<const Config> c = MustParse(
       "routes:\n  - prefix: ''\n    next_hops: ['sip:192.0.2.1']\n"
       "  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
       "  - prefix: '+1'\n    next_hops: ['sip:192.0.2.3']\n"
       "  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n");
-  const Route* chain[8];
-  size_t n = c->routes.MatchChain("+19005551234", chain, 8);
-  ASSERT_EQ(n, 4u);
-  EXPECT_EQ(chain[0]->prefix, "1900");
-  EXPECT_EQ(chain[1]->prefix, "+1");
-  EXPECT_EQ(chain[2]->prefix, "1");
-  EXPECT_EQ(chain[3]->prefix, "");
-  n = c->routes.MatchChain("2125550100", chain, 8);
-  ASSERT_EQ(n, 1u);
-  EXPECT_EQ(chain[0]->prefix, "");
-  EXPECT_EQ(c->routes.MatchChain("19005551234", chain, 2), 2u);
+  EXPECT_EQ(RoutePrefix(c->routes.Match("+19005551234")), "1900");
+  EXPECT_EQ(RoutePrefix(c->routes.Match("+12125550100")), "+1");
+  EXPECT_EQ(RoutePrefix(c->routes.Match("12125550100")), "1");
+  EXPECT_EQ(RoutePrefix(c->routes.Match("2125550100")), "");
 }
 
 // A reload hands a route's live call count to the route of the same prefix.
