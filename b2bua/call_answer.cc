@@ -28,7 +28,6 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
 }
 
 void CallEngine::FinishSearch(Call& call) {
-  context_.timers->Cancel(&call.target_timer);
   const RedirectSettings& settings = SettingsFor(call);
   if (call.in_redirect) {
     // The search ended without an answer: say why, with a Reason (RFC 3326).
@@ -37,11 +36,13 @@ void CallEngine::FinishSearch(Call& call) {
     std::string reason = call.setup().best_reason;
     if (call.cancelled) {
       failure = RedirectFailure::kCancelled;
-    } else if (call.setup().best_status == 0 && (call.setup().depth_exceeded || call.setup().hops_exhausted)) {
+    } else if (call.setup().best_status == 0 &&
+               (call.setup().search.depth_exceeded() || call.setup().hops_exhausted)) {
       failure = RedirectFailure::kDepth;
       status = 483;
       reason = "Too Many Hops";
-    } else if (call.setup().best_status == 0 && call.setup().loops > 0 && call.setup().refused == 0) {
+    } else if (call.setup().best_status == 0 && call.setup().search.loops() > 0 &&
+               call.setup().refused == 0) {
       failure = RedirectFailure::kLoop;
       status = 482;
       reason = "Loop Detected";
@@ -51,7 +52,7 @@ void CallEngine::FinishSearch(Call& call) {
       reason = "Forbidden";
     }
     context_.counters->redirect_failures[static_cast<size_t>(failure)].Inc();
-    context_.counters->redirect_depth.Observe(call.setup().max_depth_seen);
+    context_.counters->redirect_depth.Observe(call.setup().search.max_depth_seen());
     if (!call.cancelled) {
       if (settings.relay_last_3xx && !call.setup().last_3xx_status.empty()) {
         int code = std::atoi(call.setup().last_3xx_status.c_str());
@@ -98,52 +99,92 @@ void CallEngine::FinishSearch(Call& call) {
   EndCall(call, CallOutcome::kRejected);
 }
 
-void CallEngine::OnInviteResponse(Call& call, const SipMessage& response) {
+void CallEngine::OnAttemptResponse(Call& call, size_t slot, const SipMessage& response) {
+  CallSetup& setup = call.setup();
+  Attempt& attempt = setup.attempts[slot];
   const int status = response.status_code();
   if (status < 200) {
-    if (status == 100 || call.cancelled || call.a_final_sent) return;  // 100 is hop by hop
+    // 100 is hop by hop; a cancelled attempt's ringing is no longer the caller's business.
+    if (status == 100 || call.cancelled || call.a_final_sent ||
+        attempt.state != Attempt::State::kCalling)
+      return;
     call.state = Call::State::kEarly;
-    std::string out = call.setup().a_head.Start(status, response.reason_phrase(), call.a_tag);
+    const ProvisionalRelay relay =
+        setup.search.OnProvisional(attempt.target, !response.body().empty());
+    std::string out = setup.a_head.Start(status, response.reason_phrase(), call.a_tag);
     AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
     StrAppend(&out, PassedHeaders(response, call.config->headers,
-                                  IdentityFrom(call.config->access, call.b.peer)));
-    AppendBody(out, response.body(), response.content_type());
+                                  IdentityFrom(call.config->access, attempt.peer)));
+    if (relay == ProvisionalRelay::kRelay)
+      AppendBody(out, response.body(), response.content_type());
+    else
+      AppendBody(out, {}, {});
     context_.counters->responses_sent[1].Inc();
     transactions_->Respond(call.a_invite, status, std::move(out));
     return;
   }
   if (status < 300) {
-    OnInvite2xx(call, response);
+    OnAttempt2xx(call, slot, response);
     return;
   }
-  context_.timers->Cancel(&call.target_timer);
-  // The transaction layer ACKs this final and absorbs its retransmissions: it is no
-  // longer an INVITE a CANCEL could reach.
-  call.b_invite = proto::kNoTransaction;
+  // The transaction layer ACKs this final and absorbs its retransmissions.
+  const bool was_calling = attempt.state == Attempt::State::kCalling;
+  EndAttempt(call, attempt);
+  if (!was_calling) {
+    // A cancelled attempt's 487 (or a final that crossed our CANCEL): once the last one is
+    // in, a call the caller gave up on ends.
+    if (call.cancelled && !setup.AttemptsOut() && call.state != Call::State::kEnding)
+      FinishSearch(call);
+    return;
+  }
   if (status < 400 && !call.cancelled) {
-    OnRedirect(call, response);
+    OnRedirect(call, slot, response);
     return;
   }
-  OnInviteFinalFailure(call, status, response.reason_phrase(), &response);
+  OnAttemptFailure(call, slot, status, response.reason_phrase(), &response);
 }
 
-void CallEngine::OnInvite2xx(Call& call, const SipMessage& response) {
+void CallEngine::OnAnsweredInviteResponse(Call& call, const SipMessage& response) {
+  if (response.status_code() / 100 != 2) return;
   std::string_view to_tag = response.to().tag;
-  if (call.b_acked || call.state == Call::State::kAnswered ||
-      call.state == Call::State::kConfirmed || call.cancelled) {
-    if (call.b_acked &&
-        (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
-      ResendBAck(call);  // a retransmitted 2xx: our ACK was lost
-      return;
-    }
-    if (call.state == Call::State::kAnswered &&
-        (call.b.remote_party).find(StrCat("tag=", to_tag)) != std::string::npos) {
-      return;  // retransmission before the caller's ACK: the ACK will follow it
-    }
-    ReleaseStray2xx(&call, response);
-    if (call.cancelled && !call.a_final_sent) FinishSearch(call);
+  const bool same_dialog = call.b.remote_party.find(StrCat("tag=", to_tag)) != std::string::npos;
+  if (call.b_acked && same_dialog) {
+    ResendBAck(call);  // a retransmitted 2xx: our ACK was lost
     return;
   }
+  if (call.state == Call::State::kAnswered && same_dialog) {
+    return;  // retransmission before the caller's ACK: the ACK will follow it
+  }
+  // Another dialog from the same INVITE (a forking proxy beyond the callee).
+  ReleaseStray2xx(&call, response);
+}
+
+void CallEngine::OnAttempt2xx(Call& call, size_t slot, const SipMessage& response) {
+  CallSetup& setup = call.setup();
+  Attempt& attempt = setup.attempts[slot];
+  const bool was_calling = attempt.state == Attempt::State::kCalling;
+  if (!was_calling || call.cancelled || call.state == Call::State::kAnswered ||
+      call.state == Call::State::kConfirmed) {
+    // An attempt that lost the race, that we gave up on, or that answered after CANCEL:
+    // ACK it and release it with BYE.
+    EndAttempt(call, attempt);
+    ReleaseStray2xx(&call, response);
+    if (call.cancelled && !setup.AttemptsOut() && call.state != Call::State::kEnding)
+      FinishSearch(call);
+    return;
+  }
+  EndAttempt(call, attempt);
+  const SearchStep step = setup.search.OnAnswered(attempt.target, response.status_code());
+  // RFC 3326: the other branches learn why they are cancelled, so no phone logs a
+  // missed call.
+  CancelTargets(call, step.cancel,
+                "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\r\n");
+  call.b_invite = attempt.invite;
+  call.b_invite_cseq = attempt.cseq;
+  call.b_request_uri = attempt.request_uri;
+  call.b.peer = attempt.peer;
+  if (call.in_redirect && !attempt.next_hop)
+    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kAnswered)].Inc();
   AcceptInvite2xx(call, response);
 }
 
@@ -183,7 +224,6 @@ void CallEngine::ReleaseStray2xx(Call* call, const SipMessage& response) {
 
 void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
   context_.timers->Cancel(&call.timer_c);
-  context_.timers->Cancel(&call.target_timer);
   // Establish the B-leg dialog (RFC 3261 12.1.2): the route set is the Record-Route in
   // reverse order, the remote target the 2xx Contact.
   call.b.remote_party = std::string(response.to().text);
@@ -200,11 +240,7 @@ void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
   context_.counters->call_setup_seconds.Observe(
       std::chrono::duration<double>(context_.clock->Now() - call.started).count());
   if (call.in_redirect) {
-    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kAnswered)].Inc();
-    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target), TargetState::kAnswered,
-                            static_cast<uint16_t>(response.status_code()));
-    EndAttempt(call);
-    context_.counters->redirect_depth.Observe(call.setup().max_depth_seen);
+    context_.counters->redirect_depth.Observe(call.setup().search.max_depth_seen());
     context_.counters->redirect_extra_delay_seconds.Observe(
         std::chrono::duration<double>(context_.clock->Now() - call.setup().first_redirect).count());
   }
@@ -215,51 +251,42 @@ void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
                response.body(), response.content_type());
 }
 
-void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view reason,
-                                      const SipMessage* response) {
+void CallEngine::OnAttemptFailure(Call& call, size_t slot, int status, std::string_view reason,
+                                  const SipMessage* response) {
+  CallSetup& setup = call.setup();
+  const bool next_hop = setup.attempts[slot].next_hop;
+  const uint16_t target = setup.attempts[slot].target;
   // Remember the best answer (RFC 3261 16.7) for when every attempt has failed; a
   // timeout is not an answer (it makes the call unreachable, not rejected).
-  if (response != nullptr &&
-      (call.setup().best_status == 0 || ResponseRank(status) < ResponseRank(call.setup().best_status))) {
-    call.setup().best_status = status;
-    call.setup().best_reason = std::string(reason);
-    call.setup().best_extra =
-        response ? PassedHeaders(*response, call.config->headers,
-                                 IdentityFrom(call.config->access, call.b.peer))
-                 : std::string();
+  if (response != nullptr && BetterFinal(status, setup.best_status)) {
+    setup.best_status = status;
+    setup.best_reason = std::string(reason);
+    setup.best_extra = PassedHeaders(*response, call.config->headers,
+                                     IdentityFrom(call.config->access, setup.attempts[slot].peer));
   }
   if (call.cancelled) {
-    FinishSearch(call);
+    if (!setup.AttemptsOut() && call.state != Call::State::kEnding) FinishSearch(call);
     return;
   }
-  if ((response == nullptr || status == 503) && !call.setup().spare_addresses.empty()) {
+  if ((response == nullptr || status == 503) && !setup.attempts[slot].spare_addresses.empty()) {
     // The same next hop or target under its next DNS address.
-    const Peer next = call.setup().spare_addresses.front();
-    call.setup().spare_addresses.erase(call.setup().spare_addresses.begin());
-    if (call.setup().pending_target >= 0)
-      ArmTimer(call, &call.target_timer, SettingsFor(call).target_timeout, kTargetTimeout);
-    if (SendBLegInvite(call, call.setup().pending_request_uri, next, call.setup().pending_proxy_route)) return;
+    Attempt& attempt = setup.attempts[slot];
+    const Peer next = attempt.spare_addresses.front();
+    attempt.spare_addresses.erase(attempt.spare_addresses.begin());
+    if (!next_hop)
+      attempt.timeout = context_.timers->Schedule(SettingsFor(call).target_timeout, this,
+                                                  kAttemptTimeout + static_cast<uint32_t>(slot),
+                                                  call.cookie);
+    if (SendBLegInvite(call, slot, next)) return;
+    EndAttempt(call, setup.attempts[slot]);
   }
-  if (call.in_redirect) {
-    const RedirectSettings& settings = SettingsFor(call);
-    bool timeout = response == nullptr;
+  if (call.in_redirect && !next_hop) {
+    const bool timeout = response == nullptr;
     context_.counters->redirect_targets[static_cast<size_t>(
         timeout ? TargetOutcome::kTimeout : TargetOutcome::kFailed)].Inc();
-    call.setup().targets.MarkResult(static_cast<size_t>(call.setup().current_target),
-                            timeout ? TargetState::kTimedOut : TargetState::kFailed,
-                            static_cast<uint16_t>(status));
-    EndAttempt(call);
-    if (status >= 600 || !(timeout || settings.TryNextOn(status))) {
-      // 6xx ends the search (RFC 3261 16.7); other finals go to the caller as they are.
-      call.setup().best_status = status;
-      call.setup().best_reason = std::string(reason);
-      call.in_redirect = true;
-      AnswerCaller(call, status, reason, call.setup().best_extra, {}, {});
-      context_.counters->redirect_failures[static_cast<size_t>(RedirectFailure::kExhausted)].Inc();
-      EndCall(call, CallOutcome::kRedirectFailed);
-      return;
-    }
-    if (!StartNextAttempt(call)) FinishSearch(call);
+    RunSearch(call,
+              timeout ? setup.search.OnTimeout(target) : setup.search.OnFinal(target, status),
+              response);
     return;
   }
   if (status == 503 && response != nullptr) {
@@ -271,16 +298,38 @@ void CallEngine::OnInviteFinalFailure(Call& call, int status, std::string_view r
         seconds = seconds * 10 + static_cast<uint64_t>(retry->value[i++] - '0');
       if (i > 0 && seconds > 0) {
         if (resting_hops_.size() >= 1024) resting_hops_.clear();  // bounded, per shard
-        resting_hops_[call.b.peer.address] =
+        resting_hops_[setup.attempts[slot].peer.address] =
             context_.clock->Now() + std::chrono::seconds(std::min<uint64_t>(seconds, 3600));
       }
     }
   }
   if ((response == nullptr || call.config->failover_on.Contains(status)) &&
-      call.setup().next_hop < call.setup().hops.size()) {
-    if (StartNextAttempt(call)) return;
+      setup.next_hop < setup.hops.size()) {
+    if (StartNextHop(call)) return;
   }
   FinishSearch(call);
+}
+
+void CallEngine::RelayFinal(Call& call, int status, std::string_view reason,
+                            const SipMessage* response) {
+  // 6xx ends the search (RFC 3261 16.7); other finals outside try_next_on go to the caller
+  // as they are.
+  CallSetup& setup = call.setup();
+  setup.best_status = status;
+  setup.best_reason = std::string(reason);
+  std::string extra;
+  if (response != nullptr) {
+    // The attempt that answered, by its CSeq (unique per attempt): whether its identity
+    // headers may pass depends on who it was.
+    Peer from = call.b.peer;
+    for (const Attempt& attempt : setup.attempts)
+      if (attempt.cseq == response->cseq().number) from = attempt.peer;
+    extra = PassedHeaders(*response, call.config->headers,
+                          IdentityFrom(call.config->access, from));
+  }
+  AnswerCaller(call, status, reason, extra, {}, {});
+  context_.counters->redirect_failures[static_cast<size_t>(RedirectFailure::kExhausted)].Inc();
+  EndCall(call, CallOutcome::kRedirectFailed);
 }
 
 }  // namespace b2bua

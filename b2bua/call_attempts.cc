@@ -1,98 +1,101 @@
-// The B-leg attempts: the INVITE to a next hop or a redirect target, in turn, resolved by
-// RFC 3263 when named, with 503 Retry-After rests honoured.
+// The callee leg's attempts: INVITEs to the route's next hops in turn, and to the redirect
+// targets the search picks (one at a time, or a group at once), resolved by RFC 3263 when
+// named, with 503 Retry-After rests honoured.
 
 #include "b2bua/call_state.h"
 
 namespace b2bua {
 
-bool CallEngine::SendBLegInvite(Call& call, std::string_view request_uri, const Peer& destination,
-                                std::string_view proxy_route) {
+size_t CallEngine::NewAttempt(Call& call, uint16_t target, bool next_hop) {
+  std::vector<Attempt>& attempts = call.setup().attempts;
+  Attempt& attempt = attempts.emplace_back();
+  attempt.target = target;
+  attempt.next_hop = next_hop;
+  attempt.started = context_.clock->Now();
+  return attempts.size() - 1;
+}
+
+bool CallEngine::SendBLegInvite(Call& call, size_t slot, const Peer& destination) {
+  CallSetup& setup = call.setup();
+  Attempt& attempt = setup.attempts[slot];
   const RedirectSettings& settings = SettingsFor(call);
   // Every redirect hop draws on the caller's Max-Forwards budget (never reset to 70).
-  int max_forwards = call.setup().max_forwards - 1 - call.setup().max_depth_seen;
+  const int max_forwards = setup.max_forwards - 1 - setup.search.max_depth_seen();
   if (max_forwards < 0) {
-    call.setup().hops_exhausted = true;
+    setup.hops_exhausted = true;
     return false;
   }
   // RFC 3261 26.2.2: a sips: Request-URI travels over TLS on every hop, or not at all.
-  if (IsSipsUri(request_uri) && destination.transport != proto::TransportKind::kTls) {
-    call.setup().sips_refused = true;
+  if (IsSipsUri(attempt.request_uri) && destination.transport != proto::TransportKind::kTls) {
+    setup.sips_refused = true;
     return false;
   }
   if (destination.transport == proto::TransportKind::kTls) {
     if (context_.tls_names == nullptr) return false;  // no TLS configured
     // The certificate must name the host the hop was given by; an IP literal names itself.
-    const std::string& host = call.setup().pending_host;
     proto::NetAddress literal;
-    if (!host.empty() && !proto::NetAddress::ParseIp(host, 0, &literal))
-      context_.tls_names->SetServerName(destination.address, host);
+    if (!attempt.host.empty() && !proto::NetAddress::ParseIp(attempt.host, 0, &literal))
+      context_.tls_names->SetServerName(destination.address, attempt.host);
   }
-  call.b_request_uri = std::string(request_uri);
-  // What this attempt's target (index 0: the original) was sent, for a 305 it may answer.
-  const size_t attempt = call.setup().current_target < 0
-                             ? 0 : static_cast<size_t>(call.setup().current_target);
-  std::vector<std::string>& sent = call.setup().sent_request_uris;
-  if (sent.size() <= attempt) sent.resize(attempt + 1);
-  sent[attempt] = call.b_request_uri;
-  call.b_invite_cseq = call.b.local_cseq++;
+  attempt.cseq = call.b.local_cseq++;
   std::string branch = tokens_.Branch('b');
   const std::string via = StrCat("SIP/2.0/", proto::TransportName(destination.transport), " ",
                                  HostPortFor(destination.transport), ";branch=", branch,
                                  ";rport");
   std::string out;
-  out.reserve(1024 + call.setup().offer_body.size() + call.setup().passed.size());
-  StrAppend(&out, "INVITE ", request_uri, " SIP/2.0\r\n");
+  out.reserve(1024 + setup.offer_body.size() + setup.passed.size());
+  StrAppend(&out, "INVITE ", attempt.request_uri, " SIP/2.0\r\n");
   AppendHeader(out, "Via", via);
-  if (!proxy_route.empty()) AppendHeader(out, "Route", proxy_route);
+  if (!attempt.proxy_route.empty()) AppendHeader(out, "Route", attempt.proxy_route);
   StrAppend(&out, "Max-Forwards: ", max_forwards, "\r\n");
   AppendHeader(out, "From", call.b.local_party);
-  AppendHeader(out, "To", call.setup().b_to);
+  AppendHeader(out, "To", attempt.to.empty() ? setup.b_to : attempt.to);
   AppendHeader(out, "Call-ID", call.b.call_id);
-  StrAppend(&out, "CSeq: ", call.b_invite_cseq, " INVITE\r\n");
+  StrAppend(&out, "CSeq: ", attempt.cseq, " INVITE\r\n");
   AppendHeader(out, "Contact", ContactFor(destination.transport));
-  if (call.in_redirect && !call.setup().history_info.empty()) {
-    if (settings.history_info) AppendHeader(out, "History-Info", call.setup().history_info);
-    if (settings.diversion && call.setup().current_target >= 0) {
+  if (!attempt.next_hop && call.in_redirect) {
+    if (settings.history_info && !attempt.history.empty())
+      AppendHeader(out, "History-Info", attempt.history);
+    if (settings.diversion) {
       // RFC 5806: diverted from the target whose 3xx named this one.
-      const int from = call.setup().targets.at(
-          static_cast<size_t>(call.setup().current_target)).from_target;
+      const int from = setup.search.targets().at(attempt.target).from_target;
       AppendHeader(out, "Diversion",
                    StrCat("<", SentRequestUri(call, from), ">;reason=unconditional"));
     }
   }
-  StrAppend(&out, call.setup().passed);
+  StrAppend(&out, setup.passed);
   {
     // RFC 3325: the asserted identity stays inside the trust domain when the caller asked
     // for privacy, and a preferred identity is never handed to a trusted next hop, which
     // could take it for one we asserted.
     const bool trusted_hop = call.config->access.IsTrusted(destination.address);
-    if (trusted_hop || !call.setup().privacy_id) StrAppend(&out, call.setup().asserted_identity);
-    if (!trusted_hop) StrAppend(&out, call.setup().preferred_identity);
+    if (trusted_hop || !setup.privacy_id) StrAppend(&out, setup.asserted_identity);
+    if (!trusted_hop) StrAppend(&out, setup.preferred_identity);
   }
-  AppendBody(out, call.setup().offer_body, call.setup().offer_type);
-  call.b.peer = destination;
-  call.b_acked = false;
-  call.b_cancel_sent = false;
+  AppendBody(out, setup.offer_body, setup.offer_type);
+  attempt.peer = destination;
   context_.counters->requests_sent[static_cast<size_t>(Method::kInvite)].Inc();
-  call.b_invite =
+  attempt.invite =
       transactions_->SendRequest(std::move(out), branch, Method::kInvite, destination, call.cookie);
-  return call.b_invite != proto::kNoTransaction;
+  attempt.state = attempt.invite != proto::kNoTransaction ? Attempt::State::kCalling
+                                                          : Attempt::State::kDone;
+  return attempt.invite != proto::kNoTransaction;
 }
 
-bool CallEngine::StartNextAttempt(Call& call) {
-  // Next hops of the route, in order (serial failover).
-  while (!call.in_redirect && call.setup().next_hop < call.setup().hops.size()) {
-    const NextHop& hop = call.setup().hops[call.setup().next_hop++];
+bool CallEngine::StartNextHop(Call& call) {
+  CallSetup& setup = call.setup();
+  while (!call.in_redirect && setup.next_hop < setup.hops.size()) {
+    const NextHop hop = setup.hops[setup.next_hop++];
     proto::SipUri uri;
     if (proto::ParseUri(hop.uri, &uri) != proto::UriError::kNone) continue;
     std::optional<proto::TransportKind> transport;
     if (!uri.transport.empty() || uri.scheme == proto::UriScheme::kSips)
       transport = hop.transport;
     std::string request_uri =
-        call.setup().hop_request_uri.empty() ? call.setup().a_request_uri : call.setup().hop_request_uri;
+        setup.hop_request_uri.empty() ? setup.a_request_uri : setup.hop_request_uri;
     proto::SipUri original;
-    if (call.setup().hop_request_uri.empty() &&
-        proto::ParseUri(call.setup().a_request_uri, &original) == proto::UriError::kNone &&
+    if (setup.hop_request_uri.empty() &&
+        proto::ParseUri(setup.a_request_uri, &original) == proto::UriError::kNone &&
         original.IsSip() && NamesSelf(original)) {
       // A Request-URI naming the B2BUA would bring the call straight back through a proxy
       // next hop: address the user at the next hop instead (a trunk routes on the user).
@@ -101,61 +104,106 @@ bool CallEngine::StartNextAttempt(Call& call) {
                            v6 ? "[" : "", hop.host, v6 ? "]" : "",
                            uri.port ? StrCat(":", uri.port) : "");
     }
-    if (SendAttempt(call, uri, std::move(request_uri), {}, transport, -1)) return true;
-  }
-  if (!call.in_redirect) return false;
-  // Redirect targets, best q first.
-  while (Target* target = call.setup().targets.NextPending()) {
-    const size_t index = target->index;
-    PolicyDecision decision = DecideTarget(call, *target);
-    if (decision == PolicyDecision::kPending) {
-      // The application decides later (ResumeRedirect); the shard goes on meanwhile.
-      call.setup().parked = true;
-      call.setup().current_target = static_cast<int>(index);
-      return true;
-    }
-    if (decision == PolicyDecision::kStop) {
-      call.setup().targets.MarkResult(index, TargetState::kRefused, 0);
-      break;
-    }
-    if (AttemptTarget(call, index, decision)) return true;
+    const size_t slot = NewAttempt(call, 0, true);
+    call.setup().attempts[slot].request_uri = std::move(request_uri);
+    if (SendAttempt(call, slot, uri, transport)) return true;
   }
   return false;
 }
 
-const std::string& CallEngine::SentRequestUri(Call& call, int target_index) {
-  const std::vector<std::string>& sent = call.setup().sent_request_uris;
-  const size_t index = target_index < 0 ? 0 : static_cast<size_t>(target_index);
-  return index < sent.size() && !sent[index].empty() ? sent[index]
-                                                     : call.setup().a_request_uri;
+const std::string& CallEngine::SentRequestUri(Call& call, int target) {
+  const uint16_t index = target < 0 ? 0 : static_cast<uint16_t>(target);
+  const std::vector<Attempt>& attempts = call.setup().attempts;
+  for (auto it = attempts.rbegin(); it != attempts.rend(); ++it)
+    if (it->target == index && it->invite != proto::kNoTransaction) return it->request_uri;
+  return call.setup().a_request_uri;
 }
 
-void CallEngine::RefuseTarget(Call& call, size_t index) {
+void CallEngine::CountRefused(Call& call) {
   ++call.setup().refused;
   context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kRefusedByPolicy)].Inc();
-  call.setup().targets.MarkResult(index, TargetState::kRefused, 0);
 }
 
-bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision) {
+void CallEngine::RunSearch(Call& call, SearchStep step, const SipMessage* response) {
+  for (;;) {
+    if (call.state == Call::State::kEnding) return;
+    CancelTargets(call, step.cancel, {});
+    switch (step.action) {
+      case SearchStep::Action::kWait:
+      case SearchStep::Action::kAnswer:  // OnAttempt2xx bridges the call itself
+        return;
+      case SearchStep::Action::kRelayResponse:
+        RelayFinal(call, response != nullptr ? response->status_code() : 500,
+                   response != nullptr ? response->reason_phrase() : "Server Internal Error",
+                   response);
+        return;
+      case SearchStep::Action::kFinish:
+        FinishSearch(call);
+        return;
+      case SearchStep::Action::kStart:
+        break;
+    }
+    // History-Info (RFC 7044): the first target this leg asked for, then each retargeting.
+    // The attempts of one group share what came before it, each adding its own entry.
+    CallSetup& setup = call.setup();
+    if (setup.history_info.empty())
+      setup.history_info = StrCat("<", SentRequestUri(call, 0), ">;index=1");
+    const std::string history_before_group = setup.history_info;
+    std::optional<SearchStep> after;
+    for (uint16_t target : step.start) {
+      if (call.state == Call::State::kEnding) return;
+      const size_t slot = NewAttempt(call, target, false);
+      call.setup().attempts[slot].history = history_before_group;
+      const Launch launch = StartTarget(call, target);
+      if (launch == Launch::kStarted) continue;
+      call.setup().attempts[slot].state = Attempt::State::kDone;
+      // Only the last of these can be more than kWait: the group's others are still live.
+      after = call.setup().search.OnNotSent(
+          target, launch == Launch::kFailed ? TargetState::kFailed : TargetState::kRefused,
+          launch == Launch::kStopped);
+    }
+    if (!after) return;
+    step = std::move(*after);
+    response = nullptr;
+  }
+}
+
+CallEngine::Launch CallEngine::StartTarget(Call& call, uint16_t target) {
+  const size_t slot = call.setup().attempts.size() - 1;
+  const PolicyDecision decision = DecideTarget(call, call.setup().search.targets().at(target));
+  if (decision == PolicyDecision::kPending) {
+    // The application decides later (ResumeRedirect); the shard goes on meanwhile.
+    call.setup().attempts[slot].state = Attempt::State::kParked;
+    return Launch::kStarted;
+  }
+  return LaunchTarget(call, slot, decision);
+}
+
+CallEngine::Launch CallEngine::LaunchTarget(Call& call, size_t slot, PolicyDecision decision) {
+  CallSetup& setup = call.setup();
   const RedirectSettings& settings = SettingsFor(call);
-  if (call.setup().max_forwards - 1 - call.setup().max_depth_seen < 0) {
+  const uint16_t index = setup.attempts[slot].target;
+  if (decision == PolicyDecision::kStop) {
+    CountRefused(call);
+    return Launch::kStopped;
+  }
+  if (setup.max_forwards - 1 - setup.search.max_depth_seen() < 0) {
     // The caller's Max-Forwards budget is spent: no redirect hop may go further.
-    call.setup().hops_exhausted = true;
-    call.setup().targets.MarkResult(index, TargetState::kRefused, 0);
-    return false;
+    setup.hops_exhausted = true;
+    return Launch::kRefused;
   }
-  if (decision == PolicyDecision::kReject || decision == PolicyDecision::kStop) {
-    RefuseTarget(call, index);
-    return false;
+  if (decision == PolicyDecision::kReject) {
+    CountRefused(call);
+    return Launch::kRefused;
   }
-  const Target& target = call.setup().targets.at(index);
+  const Target& target = setup.search.targets().at(index);
   std::string request_uri = target.request_uri;
   const int redirect_status = target.redirect_status;
   const int redirected_by = target.from_target;
   proto::SipUri uri;
   if (proto::ParseUri(request_uri, &uri) != proto::UriError::kNone) {
-    RefuseTarget(call, index);
-    return false;
+    CountRefused(call);
+    return Launch::kRefused;
   }
   // Where the INVITE goes: the target itself, or for tel: the route's first next hop.
   std::string destination_text = request_uri;
@@ -164,8 +212,8 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
     // tel: targets are re-routed by number through the route table.
     const Route* route = call.config->routes.Match(uri.user);
     if (route == nullptr || route->next_hops.empty()) {
-      RefuseTarget(call, index);
-      return false;
+      CountRefused(call);
+      return Launch::kRefused;
     }
     const NextHop& hop = route->next_hops.front();
     destination_text = hop.uri;
@@ -179,84 +227,75 @@ bool CallEngine::AttemptTarget(Call& call, size_t index, PolicyDecision decision
   if (proto::ParseUri(destination_text, &destination_uri) != proto::UriError::kNone ||
       (destination_uri.host_kind == proto::HostKind::kName && context_.resolver == nullptr)) {
     // A host name with no resolver configured cannot be reached.
-    RefuseTarget(call, index);
-    return false;
+    CountRefused(call);
+    return Launch::kRefused;
   }
+  Attempt& attempt = setup.attempts[slot];
   if (decision == PolicyDecision::kAcceptReplace || settings.to_uri == RedirectToUri::kReplace)
-    call.setup().b_to = StrCat("<", request_uri, ">");
-  std::string proxy_route;
+    attempt.to = StrCat("<", request_uri, ">");
   if (redirect_status == 305) {
     // 305 Use Proxy (RFC 3261 21.3.6): the Contact is the proxy; the request that got the
     // 305 is sent again, same Request-URI, through it.
-    proxy_route = StrCat("<", request_uri, ";lr>");
+    attempt.proxy_route = StrCat("<", request_uri, ";lr>");
     request_uri = SentRequestUri(call, redirected_by);
   }
-  // History-Info (RFC 7044): the first target this leg asked for, then each retargeting
-  // with its cause.
-  if (call.setup().history_info.empty())
-    call.setup().history_info = StrCat("<", SentRequestUri(call, 0), ">;index=1");
-  StrAppend(&call.setup().history_info, ", <", request_uri, ">;index=1.", index, ";rc=",
-                  redirect_status ? redirect_status : 302);
-  call.setup().current_target = static_cast<int>(index);
-  if (call.setup().attempt_started.size() < call.setup().targets.size()) {
-    call.setup().attempt_started.resize(call.setup().targets.size());
-    call.setup().attempt_took.resize(call.setup().targets.size(), proto::Duration::zero());
-  }
-  call.setup().attempt_started[index] = context_.clock->Now();
-  ArmTimer(call, &call.target_timer, settings.target_timeout, kTargetTimeout);
-  if (SendAttempt(call, destination_uri, std::move(request_uri), std::move(proxy_route),
-                  transport, static_cast<int>(index)))
-    return true;
-  call.setup().targets.MarkResult(index, TargetState::kFailed, 0);
-  return false;
+  const std::string entry = StrCat(", <", request_uri, ">;index=1.", index, ";rc=",
+                                   redirect_status ? redirect_status : 302);
+  StrAppend(&attempt.history, entry);
+  StrAppend(&setup.history_info, entry);
+  attempt.request_uri = std::move(request_uri);
+  attempt.started = context_.clock->Now();
+  attempt.timeout = context_.timers->Schedule(settings.target_timeout, this,
+                                              kAttemptTimeout + static_cast<uint32_t>(slot),
+                                              call.cookie);
+  if (SendAttempt(call, slot, destination_uri, transport)) return Launch::kStarted;
+  EndAttempt(call, call.setup().attempts[slot]);
+  return Launch::kFailed;
 }
 
-bool CallEngine::SendAttempt(Call& call, const proto::SipUri& uri, std::string request_uri,
-                             std::string proxy_route,
-                             std::optional<proto::TransportKind> transport, int target_index) {
-  // A new attempt supersedes any resolution still out and the addresses left from the
-  // previous one: a late answer must not start a second INVITE.
-  call.setup().resolving = false;
-  ++call.setup().resolve_generation;
-  call.setup().spare_addresses.clear();
+bool CallEngine::SendAttempt(Call& call, size_t slot, const proto::SipUri& uri,
+                             std::optional<proto::TransportKind> transport) {
+  Attempt& attempt = call.setup().attempts[slot];
+  attempt.host.assign(uri.host);
   Peer destination;
-  call.setup().pending_host.assign(uri.host);
   if (DestinationFor(uri, &destination)) {
     if (transport) destination.transport = *transport;
-    if (target_index < 0 && HopResting(destination)) {
+    if (attempt.next_hop && HopResting(destination)) {
       call.setup().skipped_resting = true;
       return false;
     }
-    return SendBLegInvite(call, request_uri, destination, proxy_route);
+    return SendBLegInvite(call, slot, destination);
   }
   if (context_.resolver == nullptr || uri.host_kind != proto::HostKind::kName) return false;
   // RFC 3263 resolution is asynchronous: the attempt waits for it, the shard goes on.
-  call.setup().pending_request_uri = std::move(request_uri);
-  call.setup().pending_proxy_route = std::move(proxy_route);
-  call.setup().pending_target = target_index;
-  call.setup().resolving = true;
-  const uint64_t generation = call.setup().resolve_generation;
+  attempt.state = Attempt::State::kResolving;
+  const uint64_t generation = ++attempt.resolve_generation;
   const uint64_t cookie = call.cookie;
   context_.resolver->Resolve(
       uri.host, uri.port, transport, uri.scheme == proto::UriScheme::kSips,
-      [this, cookie, generation](const proto::ResolvedTargets& result) {
-        OnResolved(cookie, generation, result);
+      [this, cookie, slot, generation](const proto::ResolvedTargets& result) {
+        OnResolved(cookie, slot, generation, result);
       });
   return true;
 }
 
-void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
+void CallEngine::OnResolved(uint64_t cookie, size_t slot, uint64_t generation,
                             const proto::ResolvedTargets& result) {
   auto it = calls_.find(cookie);
-  if (it == calls_.end()) return;
+  if (it == calls_.end() || it->second->setup_state == nullptr) return;
   Call& call = *it->second;
-  // A late answer for a call already set up (or ended) finds nothing waiting.
-  if (!call.setup_view().resolving || generation != call.setup_view().resolve_generation) return;
-  call.setup().resolving = false;
+  CallSetup& setup = *call.setup_state;
+  // A late answer for an attempt given up (cancelled, superseded) finds nothing waiting.
+  if (slot >= setup.attempts.size()) return;
+  if (setup.attempts[slot].state != Attempt::State::kResolving ||
+      setup.attempts[slot].resolve_generation != generation)
+    return;
+  setup.attempts[slot].state = Attempt::State::kDone;
   if (call.cancelled ||
       (call.state != Call::State::kTrying && call.state != Call::State::kEarly))
     return;
   const RedirectSettings& settings = SettingsFor(call);
+  const bool next_hop = setup.attempts[slot].next_hop;
   bool refused = false;
   bool sent = false;
   if (result.status == proto::ResolveStatus::kOk) {
@@ -270,45 +309,113 @@ void CallEngine::OnResolved(uint64_t cookie, uint64_t generation,
       } else if (target.transport != proto::TransportKind::kUdp) {
         continue;
       }
-      if (call.setup().pending_target >= 0) {
+      if (!next_hop) {
         // A name must not lead where an address would be refused (RFC 1918, ourselves).
         const bool self = destination.address == context_.local_address;
         if ((settings.deny_self && self) ||
-            (call.setup().policy && !call.setup().policy->AddressAllowed(destination.address))) {
+            (setup.policy && !setup.policy->AddressAllowed(destination.address))) {
           refused = true;
           continue;
         }
       } else if (HopResting(destination)) {
-        call.setup().skipped_resting = true;
+        setup.skipped_resting = true;
         continue;
       }
       if (!sent) {
-        sent = SendBLegInvite(call, call.setup().pending_request_uri, destination,
-                              call.setup().pending_proxy_route);
+        sent = SendBLegInvite(call, slot, destination);
       } else {
         // RFC 3263 4.3: the other addresses of the name are tried if this one fails.
-        call.setup().spare_addresses.push_back(destination);
+        setup.attempts[slot].spare_addresses.push_back(destination);
       }
     }
   }
   if (sent) return;
-  if (call.setup().pending_target >= 0) {
-    const size_t index = static_cast<size_t>(call.setup().pending_target);
-    if (refused) {
-      RefuseTarget(call, index);
-    } else {
-      context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kFailed)].Inc();
-      call.setup().targets.MarkResult(index, TargetState::kFailed, 0);
-    }
-    context_.timers->Cancel(&call.target_timer);
+  Attempt& attempt = setup.attempts[slot];
+  EndAttempt(call, attempt);
+  if (next_hop) {
+    if (!StartNextHop(call)) FinishSearch(call);
+    return;
   }
-  if (!StartNextAttempt(call)) FinishSearch(call);
+  if (refused) {
+    CountRefused(call);
+  } else {
+    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kFailed)].Inc();
+  }
+  RunSearch(call,
+            setup.search.OnNotSent(attempt.target,
+                                   refused ? TargetState::kRefused : TargetState::kFailed, false),
+            nullptr);
+}
+
+void CallEngine::OnAttemptTimeout(Call& call, size_t slot) {
+  if (call.setup_state == nullptr || slot >= call.setup_state->attempts.size()) return;
+  Attempt& attempt = call.setup_state->attempts[slot];
+  attempt.timeout = {};
+  if ((call.state != Call::State::kTrying && call.state != Call::State::kEarly) ||
+      !call.in_redirect || call.cancelled)
+    return;
+  if (attempt.state != Attempt::State::kCalling && attempt.state != Attempt::State::kResolving)
+    return;
+  // This target rang too long: cancel it and move on. Its 487 is no longer ours to relay.
+  CancelAttempt(call, attempt, {});
+  OnAttemptFailure(call, slot, 408, "Request Timeout", nullptr);
 }
 
 bool CallEngine::HopResting(const Peer& destination) const {
   if (dead_hops_.contains(destination.address)) return true;
   auto it = resting_hops_.find(destination.address);
   return it != resting_hops_.end() && it->second > context_.clock->Now();
+}
+
+void CallEngine::EndAttempt(Call& call, Attempt& attempt) {
+  context_.timers->Cancel(&attempt.timeout);
+  if (attempt.state != Attempt::State::kDone) attempt.ended = context_.clock->Now();
+  attempt.state = Attempt::State::kDone;
+  (void)call;
+}
+
+bool CallEngine::CancelAttempt(Call& call, Attempt& attempt, std::string_view reason) {
+  context_.timers->Cancel(&attempt.timeout);
+  switch (attempt.state) {
+    case Attempt::State::kCalling:
+      attempt.state = Attempt::State::kCancelling;
+      attempt.ended = context_.clock->Now();
+      context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
+      transactions_->CancelInvite(attempt.invite, reason);
+      return true;
+    case Attempt::State::kParked:
+    case Attempt::State::kResolving:
+      // Nothing was sent; a late DNS answer or policy decision finds it done.
+      attempt.ended = context_.clock->Now();
+      attempt.state = Attempt::State::kDone;
+      return true;
+    case Attempt::State::kCancelling:
+    case Attempt::State::kDone:
+      return false;
+  }
+  return false;
+}
+
+void CallEngine::CancelTargets(Call& call, const TargetIndices& targets,
+                               std::string_view reason) {
+  if (targets.empty()) return;
+  for (Attempt& attempt : call.setup().attempts) {
+    if (std::find(targets.begin(), targets.end(), attempt.target) == targets.end()) continue;
+    if (CancelAttempt(call, attempt, reason) && call.in_redirect && !attempt.next_hop)
+      context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kCancelled)].Inc();
+  }
+}
+
+bool CallEngine::CancelAttempts(Call& call, std::string_view reason) {
+  if (call.setup_state == nullptr) return false;
+  bool sent = false;
+  for (Attempt& attempt : call.setup_state->attempts) {
+    if (!CancelAttempt(call, attempt, reason)) continue;
+    if (call.in_redirect && !attempt.next_hop)
+      context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kCancelled)].Inc();
+    sent = sent || attempt.state == Attempt::State::kCancelling;
+  }
+  return sent;
 }
 
 }  // namespace b2bua

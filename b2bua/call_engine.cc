@@ -35,7 +35,8 @@ const std::string& CallEngine::ContactFor(proto::TransportKind transport) const 
 CallEngine::~CallEngine() {
   for (auto& [cookie, call] : calls_) {
     context_.timers->Cancel(&call->timer_c);
-    context_.timers->Cancel(&call->target_timer);
+    if (call->setup_state != nullptr)
+      for (Attempt& attempt : call->setup_state->attempts) context_.timers->Cancel(&attempt.timeout);
     context_.timers->Cancel(&call->a_2xx_timer);
     context_.timers->Cancel(&call->duration_timer);
     context_.timers->Cancel(&call->cancel_guard);
@@ -221,10 +222,11 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
   raw->route = route;
   TargetSetLimits limits;
   limits.max_targets = static_cast<uint16_t>(SettingsFor(*raw).max_targets);
-  raw->setup().targets = TargetSet(limits);
-  raw->setup().targets.SetOriginal(raw->setup().a_request_uri);
+  raw->setup().search = TargetSearch(SearchSettings::From(SettingsFor(*raw)), limits);
+  raw->setup().search.Begin(raw->setup().a_request_uri);
   if (SettingsFor(*raw).deny_self)
-    raw->setup().targets.AddSelf(context_.local_address.IpString(), context_.local_address.port());
+    raw->setup().search.targets().AddSelf(context_.local_address.IpString(),
+                                          context_.local_address.port());
   if (route != nullptr && route->action == Route::Action::kRedirect) {
     // We are the redirect server for this number (call forwarding, number portability).
     std::string contacts;
@@ -276,7 +278,7 @@ void CallEngine::OnNewInvite(TransactionId id, const SipMessage& request, const 
     EndCall(*raw, CallOutcome::kNoRoute);
     return;
   }
-  if (!StartNextAttempt(*raw)) FinishSearch(*raw);
+  if (!StartNextHop(*raw)) FinishSearch(*raw);
 }
 
 void CallEngine::OnResponse(TransactionId id, uint64_t cookie, const SipMessage& response) {
@@ -295,8 +297,17 @@ void CallEngine::OnResponse(TransactionId id, uint64_t cookie, const SipMessage&
   }
   Call& call = *it->second;
   if (id == call.b_invite) {
-    OnInviteResponse(call, response);
+    OnAnsweredInviteResponse(call, response);
     return;
+  }
+  if (call.setup_state != nullptr) {
+    std::vector<Attempt>& attempts = call.setup_state->attempts;
+    for (size_t slot = 0; slot < attempts.size(); ++slot) {
+      if (attempts[slot].invite == id) {
+        OnAttemptResponse(call, slot, response);
+        return;
+      }
+    }
   }
   if (response.cseq().method == Method::kInvite && response.status_code() / 100 == 2 &&
       !call.relays.contains(id)) {
@@ -315,12 +326,21 @@ void CallEngine::OnClientFailure(TransactionId id, uint64_t cookie, proto::Clien
   auto it = calls_.find(cookie);
   if (it == calls_.end()) return;
   Call& call = *it->second;
-  if (id == call.b_invite) {
-    if (call.state == Call::State::kAnswered || call.state == Call::State::kConfirmed) return;
-    // The transaction is gone: nothing is left for a CANCEL to reach.
-    call.b_invite = proto::kNoTransaction;
-    OnInviteFinalFailure(call, 408, "Request Timeout", nullptr);
-    return;
+  if (id == call.b_invite) return;  // the answered INVITE: its dialog lives on
+  if (call.setup_state != nullptr) {
+    if (Attempt* attempt = call.setup_state->FindAttempt(id)) {
+      // The transaction is gone: nothing is left for a CANCEL to reach.
+      const bool was_calling = attempt->state == Attempt::State::kCalling;
+      EndAttempt(call, *attempt);
+      if (was_calling) {
+        OnAttemptFailure(call, static_cast<size_t>(attempt - call.setup_state->attempts.data()),
+                         408, "Request Timeout", nullptr);
+      } else if (call.cancelled && !call.setup_state->AttemptsOut() &&
+                 call.state != Call::State::kEnding) {
+        FinishSearch(call);
+      }
+      return;
+    }
   }
   auto relay = call.relays.find(id);
   if (relay == call.relays.end()) return;
@@ -342,26 +362,14 @@ void CallEngine::OnCancel(TransactionId invite, const SipMessage& cancel) {
 
 void CallEngine::CancelCall(Call& call) {
   call.cancelled = true;
-  call.setup().parked = false;
-  context_.timers->Cancel(&call.target_timer);
   AnswerCaller(call, 487, "Request Terminated", {}, {}, {});
-  if (call.in_redirect) {
-    context_.counters->redirect_targets[static_cast<size_t>(TargetOutcome::kCancelled)].Inc();
-  }
-  if (CancelBLeg(call)) {
-    // The B-leg's 487 ends the call; if it never comes, this guard does.
+  call.setup().search.OnCallerGaveUp();
+  if (CancelAttempts(call, {})) {
+    // The callee leg's 487s end the call; if they never come, this guard does.
     ArmTimer(call, &call.cancel_guard, call.config->timers.t1 * 64, kCancelGuard);
     return;
   }
   FinishSearch(call);
-}
-
-bool CallEngine::CancelBLeg(Call& call) {
-  if (call.b_invite == proto::kNoTransaction || call.b_cancel_sent) return false;
-  call.b_cancel_sent = true;
-  context_.counters->requests_sent[static_cast<size_t>(Method::kCancel)].Inc();
-  transactions_->CancelInvite(call.b_invite);
-  return true;
 }
 
 void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
@@ -373,26 +381,20 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
   auto it = calls_.find(cookie);
   if (it == calls_.end()) return;
   Call& call = *it->second;
+  if (kind >= kAttemptTimeout) {
+    OnAttemptTimeout(call, kind - kAttemptTimeout);
+    return;
+  }
   switch (kind) {
     case kTimerC:
       call.timer_c = {};
       if (call.state == Call::State::kTrying || call.state == Call::State::kEarly) {
         // No answer in time: cancel the B-leg and tell the caller (RFC 3261 16.8).
         call.cancelled = true;
-        CancelBLeg(call);
+        CancelAttempts(call, {});
         AnswerCaller(call, 408, "Request Timeout",
                      "Reason: SIP;cause=408;text=\"no answer\"\r\n", {}, {});
         EndCall(call, CallOutcome::kNoAnswer);
-      }
-      return;
-    case kTargetTimeout:
-      call.target_timer = {};
-      if ((call.state == Call::State::kTrying || call.state == Call::State::kEarly) &&
-          call.in_redirect && !call.cancelled) {
-        // This target rang too long: cancel it and move on.
-        CancelBLeg(call);
-        call.b_invite = proto::kNoTransaction;  // its 487 is no longer ours to relay
-        OnInviteFinalFailure(call, 408, "Request Timeout", nullptr);
       }
       return;
     case kA2xxRetransmit:
@@ -474,8 +476,11 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
     transactions_->Respond(relay.server, 487, std::move(out));
   }
   call.relays = {};
+  // Attempts still ringing (a 6xx or a relayed final ended the search) stop ringing.
+  CancelAttempts(call, {});
+  if (call.setup_state != nullptr)
+    for (Attempt& attempt : call.setup_state->attempts) context_.timers->Cancel(&attempt.timeout);
   context_.timers->Cancel(&call.timer_c);
-  context_.timers->Cancel(&call.target_timer);
   context_.timers->Cancel(&call.a_2xx_timer);
   context_.timers->Cancel(&call.duration_timer);
   context_.timers->Cancel(&call.cancel_guard);
@@ -519,8 +524,12 @@ void CallEngine::ReleaseSetupState(Call& call) {
   // and the search itself is freed.
   if (call.relays.empty()) call.relays = {};  // frees the table; pending relays stay
   ArmTimer(call, &call.b_ack_timer, call.config->timers.t1 * 64, kForgetBAck);
-  if (call.in_redirect && context_.call_records != nullptr && call.setup_state != nullptr)
-    call.redirect_record = RedirectRecord(*call.setup_state);
+  if (call.setup_state == nullptr) return;
+  if (call.in_redirect && context_.call_records != nullptr)
+    call.redirect_record = RedirectRecord(*call.setup_state, call.started);
+  // Attempts that lost the race may still answer: their 487 finds no attempt and is
+  // dropped, a 2xx is released as a stray.
+  for (Attempt& attempt : call.setup_state->attempts) context_.timers->Cancel(&attempt.timeout);
   call.setup_state.reset();
 }
 
@@ -536,7 +545,7 @@ void CallEngine::EndAllCalls() {
     }
     if (call->state == Call::State::kEnding) continue;
     call->cancelled = true;
-    CancelBLeg(*call);
+    CancelAttempts(*call, {});
     AnswerCaller(*call, 503, "Service Unavailable",
                  "Retry-After: 5\r\nReason: SIP;cause=503;text=\"shutting down\"\r\n", {}, {});
     EndCall(*call, CallOutcome::kOverload);

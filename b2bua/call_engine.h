@@ -15,6 +15,7 @@
 #include "b2bua/sip_tokens.h"
 #include "b2bua/view_hash.h"
 #include "b2bua/shard_counters.h"
+#include "b2bua/target_search.h"
 #include "b2bua/target_set.h"
 #include "proto/clock.h"
 #include "proto/dns_resolver.h"
@@ -115,6 +116,7 @@ struct Dialog {
 /// across next hops and follows 3xx redirects for the caller. Everything here runs on the
 /// owning shard's thread; nothing is shared.
 struct CallSetup;
+struct Attempt;
 
 class CallEngine final : public proto::TransactionUser, public proto::TimerHandler {
  public:
@@ -185,37 +187,57 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
                             const proto::Peer& source);
   void OnInDialogRequest(Call& call, proto::TransactionId id, const proto::SipMessage& request,
                          const proto::Peer& source);
-  void OnInviteResponse(Call& call, const proto::SipMessage& response);
-  void OnInviteFinalFailure(Call& call, int status, std::string_view reason,
-                            const proto::SipMessage* response);
-  void OnRedirect(Call& call, const proto::SipMessage& response);
-  void OnInvite2xx(Call& call, const proto::SipMessage& response);
+  /// A response on the client transaction of attempt `slot`.
+  void OnAttemptResponse(Call& call, size_t slot, const proto::SipMessage& response);
+  /// A response on the answered attempt's transaction once its 2xx was accepted.
+  void OnAnsweredInviteResponse(Call& call, const proto::SipMessage& response);
+  void OnAttempt2xx(Call& call, size_t slot, const proto::SipMessage& response);
+  /// Attempt `slot` ended without an answer: a final 4xx-6xx (`response`), or no final at
+  /// all (null: timeout, transport failure).
+  void OnAttemptFailure(Call& call, size_t slot, int status, std::string_view reason,
+                        const proto::SipMessage* response);
+  void OnRedirect(Call& call, size_t slot, const proto::SipMessage& response);
   void AcceptInvite2xx(Call& call, const proto::SipMessage& response);
   void ReleaseStray2xx(Call* call, const proto::SipMessage& response);
   void CancelCall(Call& call);
-  /// Sends CANCEL for the B-leg INVITE in progress; false when there is none to cancel.
-  bool CancelBLeg(Call& call);
+  /// CANCELs every attempt still out with `reason` (a Reason header line, or empty); true
+  /// when at least one CANCEL went out.
+  bool CancelAttempts(Call& call, std::string_view reason);
+  void CancelTargets(Call& call, const TargetIndices& targets, std::string_view reason);
+  bool CancelAttempt(Call& call, Attempt& attempt, std::string_view reason);
   void OnRelayedResponse(Call& call, proto::TransactionId id, const proto::SipMessage& response);
 
-  /// Starts the next B-leg attempt (next hop or redirect target); false when none is left.
-  bool StartNextAttempt(Call& call);
-  /// Sends the INVITE for redirect target `index` under `decision`; false when it was not sent.
-  bool AttemptTarget(Call& call, size_t index, PolicyDecision decision);
-  void RefuseTarget(Call& call, size_t index);
-  /// The Request-URI the INVITE to target `target_index` carried (0 or -1: the first
-  /// attempt); the caller's Request-URI when that target was never sent one.
-  const std::string& SentRequestUri(Call& call, int target_index);
-  bool SendBLegInvite(Call& call, std::string_view request_uri, const proto::Peer& destination,
-                      std::string_view proxy_route);
-  /// Sends the attempt to `uri`'s host: at once for an IP literal, after RFC 3263
+  /// Acts on the target search's decisions until it waits. `response` is the final the
+  /// step was decided on, for kRelayResponse.
+  void RunSearch(Call& call, SearchStep step, const proto::SipMessage* response);
+  /// How starting one target went.
+  enum class Launch : uint8_t { kStarted, kRefused, kFailed, kStopped };
+  /// Asks the redirect policy about `target` and sends its INVITE (or parks it).
+  Launch StartTarget(Call& call, uint16_t target);
+  /// Sends the INVITE of attempt `slot` to its redirect target under `decision`.
+  Launch LaunchTarget(Call& call, size_t slot, PolicyDecision decision);
+  /// Tries the route's next hops in turn for the original Request-URI; false when none
+  /// could be started.
+  bool StartNextHop(Call& call);
+  size_t NewAttempt(Call& call, uint16_t target, bool next_hop);
+  void CountRefused(Call& call);
+  /// The Request-URI the last INVITE to `target` carried (0: the original target); the
+  /// caller's Request-URI when that target was never sent one.
+  const std::string& SentRequestUri(Call& call, int target);
+  /// Sends attempt `slot` to `uri`'s host: at once for an IP literal, after RFC 3263
   /// resolution for a name. Returns false when the attempt cannot even start.
-  /// `target_index` is the redirect target, or -1 for a next hop.
-  bool SendAttempt(Call& call, const proto::SipUri& uri, std::string request_uri,
-                   std::string proxy_route, std::optional<proto::TransportKind> transport,
-                   int target_index);
-  void OnResolved(uint64_t cookie, uint64_t generation, const proto::ResolvedTargets& result);
+  bool SendAttempt(Call& call, size_t slot, const proto::SipUri& uri,
+                   std::optional<proto::TransportKind> transport);
+  bool SendBLegInvite(Call& call, size_t slot, const proto::Peer& destination);
+  void OnResolved(uint64_t cookie, size_t slot, uint64_t generation,
+                  const proto::ResolvedTargets& result);
+  /// A redirect target's attempt rang longer than target_timeout.
+  void OnAttemptTimeout(Call& call, size_t slot);
   /// A 503 with Retry-After takes the next hop out of rotation for that long.
   bool HopResting(const proto::Peer& destination) const;
+  /// Relays a redirect target's final answer to the caller and ends the call.
+  void RelayFinal(Call& call, int status, std::string_view reason,
+                  const proto::SipMessage* response);
   void FinishSearch(Call& call);
   void AnswerCaller(Call& call, int status, std::string_view reason, std::string_view extra,
                     std::string_view body, std::string_view content_type);
@@ -240,11 +262,11 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void EndCall(Call& call, CallOutcome outcome);
   /// Frees what only the call set-up needed, once the caller has ACKed the 2xx.
   void ReleaseSetupState(Call& call);
-  /// Notes when the current redirect attempt ended, for the call record.
-  void EndAttempt(Call& call);
+  /// Attempt `slot` has its final answer (or none will come): its timer stops.
+  void EndAttempt(Call& call, Attempt& attempt);
   void WriteCallRecord(const Call& call, CallOutcome outcome);
   /// The redirect search as the call record lists it: Request-URI, depth, loops, hops.
-  static std::string RedirectRecord(const CallSetup& setup);
+  static std::string RedirectRecord(const CallSetup& setup, proto::TimePoint call_started);
   void ArmTimer(Call& call, proto::TimerId* timer, proto::Duration delay, uint32_t kind);
   bool Send(const proto::Peer& to, std::string_view bytes);
 

@@ -16,6 +16,7 @@
 #include "b2bua/call_engine.h"
 #include "b2bua/leg_headers.h"
 #include "b2bua/log.h"
+#include "b2bua/target_search.h"
 #include "proto/sip_builder.h"
 #include "proto/sip_chars.h"
 #include "proto/sip_uri.h"
@@ -59,12 +60,13 @@ constexpr uint64_t kProbeCookie = uint64_t{1} << 63;
 enum TimerKind : uint32_t {
   kProbe = 100,         // time to probe the next hops again (cookie 0: not a call)
   kTimerC = 1,          // no final answer from the B-leg
-  kTargetTimeout,       // one redirect target rang too long
   kA2xxRetransmit,      // 13.3.1.4: re-send the A-leg 2xx until the ACK comes
   kMaxDuration,         // the call has lasted too long
   kCancelGuard,         // the B-leg never answered our CANCEL
   kReInvite2xxRetransmit,  // a relayed re-INVITE 2xx, until the offering leg ACKs it
   kForgetBAck,          // the callee can no longer be retransmitting its 2xx
+  // One redirect target rang too long; the attempt's slot is added to the kind.
+  kAttemptTimeout = 1u << 16,
 };
 
 // The transport a URI asks for: TLS for sips: (RFC 3261 26.2.2) and ;transport=tls,
@@ -82,19 +84,6 @@ inline bool IsSipsUri(std::string_view uri) {
 
 inline bool IsIpLiteral(const proto::SipUri& uri) {
   return uri.host_kind == proto::HostKind::kIpv4 || uri.host_kind == proto::HostKind::kIpv6;
-}
-
-// RFC 3261 16.7 step 6: choose the best of several final failures.
-inline int ResponseRank(int status) {
-  if (status >= 600) return 0;
-  switch (status) {
-    case 401: case 407: case 415: case 420: case 484: return 1;
-    default: break;
-  }
-  if (status >= 400 && status < 500) return 2;
-  if (status >= 500 && status != 503) return 3;
-  if (status == 503) return 4;  // 503 would stop upstream failover: rank it last
-  return 5;
 }
 
 /// The Via, From, To, Call-ID and CSeq of a request, captured so that responses can be
@@ -136,6 +125,38 @@ struct ResponseHead {
   }
 };
 
+/// One INVITE on the callee leg: to one of the route's next hops or to a redirect target.
+/// A call holds several at once when it forks; each has its own transaction, branch, CSeq,
+/// timer and addresses. Slots are never reused within a call, so a slot number in a timer
+/// or a DNS callback always names the same attempt.
+struct Attempt {
+  enum class State : uint8_t {
+    kParked,      // waiting for the application's policy decision (ResumeRedirect)
+    kResolving,   // waiting for RFC 3263 resolution of its host
+    kCalling,     // INVITE out, no final answer yet
+    kCancelling,  // CANCEL sent: lost the race, rang too long, or the caller gave up
+    kDone,        // a final answer came, or it was never sent
+  };
+  uint16_t target = 0;    // index in the call's target set; 0 for the route's next hops
+  bool next_hop = false;  // a route next hop (serial failover), not a redirect target
+  State state = State::kDone;
+  TransactionId invite = proto::kNoTransaction;
+  uint32_t cseq = 0;
+  std::string request_uri;  // what the INVITE carries
+  std::string proxy_route;  // a 305's proxy, as a Route value
+  std::string to;           // the To value (no tag) when not the caller's
+  std::string history;      // History-Info of this branch (RFC 7044)
+  std::string host;         // the host the attempt was given by: what its TLS cert names
+  Peer peer;
+  std::vector<Peer> spare_addresses;  // further addresses of the name (RFC 3263 4.3)
+  uint64_t resolve_generation = 0;
+  proto::TimerId timeout;  // how long a redirect target may ring
+  proto::TimePoint started{};
+  proto::TimePoint ended{};
+
+  bool out() const { return state == State::kCalling || state == State::kCancelling; }
+};
+
 // What only the call set-up needs: the offer, the attempts, the redirect search and the
 // best answer so far. It lives apart from the Call so that a held call frees it when the
 // caller ACKs the 2xx; a redirected call keeps the hops its call record lists.
@@ -156,32 +177,22 @@ struct CallSetup {
   proto::Duration a_2xx_interval{};
   int a_2xx_sends = 0;
 
-  std::string b_to;           // To value of the current attempt (no tag)
+  std::string b_to;           // the caller's To value (no tag): the attempts' To
   std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
 
-  // Attempts: next hops of the route first, then redirect targets.
+  // The route's next hops, tried in turn for the original Request-URI.
   std::vector<NextHop> hops;
   size_t next_hop = 0;
-  int current_target = -1;
-  TargetSet targets;
+  // Every INVITE sent on the callee leg, in the order started. Few per call (the search
+  // limits them), so lookups are linear.
+  std::vector<Attempt> attempts;
+  TargetSearch search;
   std::unique_ptr<ConfiguredRedirectPolicy> policy;
-  // An attempt waiting for RFC 3263 resolution.
-  bool resolving = false;
-  uint64_t resolve_generation = 0;
-  int pending_target = -1;
-  std::string pending_request_uri;
-  std::string pending_proxy_route;
-  std::string pending_host;  // the host the attempt was given by: what its TLS cert names
   bool sips_refused = false;  // a sips: Request-URI met a next hop without TLS
   bool skipped_resting = false;  // a next hop was skipped for its 503 Retry-After
-  std::vector<Peer> spare_addresses;  // further addresses of the name being tried
   std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI
-  int max_depth_seen = 0;
-  int loops = 0;
   int refused = 0;
-  bool depth_exceeded = false;
   bool hops_exhausted = false;  // the caller's Max-Forwards budget ran out
-  bool parked = false;  // waiting for an asynchronous policy decision
   int best_status = 0;
   std::string best_reason;
   std::string best_extra;
@@ -189,11 +200,19 @@ struct CallSetup {
   std::string last_3xx_contacts;  // every Contact line of the last 3xx, verbatim
   std::string history_info;  // History-Info entries so far (RFC 7044)
   proto::TimePoint first_redirect{};
-  // Per target index (0: the original): the Request-URI its INVITE carried.
-  std::vector<std::string> sent_request_uris;
-  // Per redirect target index: when its INVITE went out and how long it took to answer.
-  std::vector<proto::TimePoint> attempt_started;
-  std::vector<proto::Duration> attempt_took;
+
+  /// The attempt whose INVITE is client transaction `invite`; null if none.
+  Attempt* FindAttempt(TransactionId invite) {
+    for (Attempt& attempt : attempts)
+      if (attempt.invite == invite && invite != proto::kNoTransaction) return &attempt;
+    return nullptr;
+  }
+  /// Whether an INVITE is still waiting for its final answer.
+  bool AttemptsOut() const {
+    for (const Attempt& attempt : attempts)
+      if (attempt.out()) return true;
+    return false;
+  }
 };
 
 struct CallEngine::Call {
@@ -222,7 +241,6 @@ struct CallEngine::Call {
   State state = State::kTrying;
   bool a_final_sent = false;
   bool b_acked = false;
-  bool b_cancel_sent = false;
   bool in_redirect = false;
   bool cancelled = false;
   std::shared_ptr<const Config> config;  // the snapshot the call began with
@@ -245,7 +263,8 @@ struct CallEngine::Call {
   Peer a_response_peer;  // where responses to the caller's INVITE go (RFC 3261 18.2.2)
 
   // B-leg: towards the callee, where the B2BUA is the UAC. One Call-ID and From tag for
-  // every attempt; each attempt gets a higher CSeq and a new branch.
+  // every attempt; each attempt gets a higher CSeq and a new branch. b_invite and its
+  // CSeq and Request-URI are those of the attempt that answered 2xx.
   Dialog b;
   std::string b_request_uri;
   TransactionId b_invite = proto::kNoTransaction;
@@ -254,7 +273,7 @@ struct CallEngine::Call {
   // can no longer be retransmitting (64*T1), and rebuilt if one still comes.
   std::string b_ack;
 
-  proto::TimerId timer_c, target_timer, a_2xx_timer, duration_timer, cancel_guard, b_ack_timer;
+  proto::TimerId timer_c, a_2xx_timer, duration_timer, cancel_guard, b_ack_timer;
   absl::flat_hash_map<TransactionId, Relay> relays;  // by client transaction
   // re-INVITE in progress: the CSeq the ACK from the offering leg will carry, and the
   // CSeq to use for the ACK on the answering leg.

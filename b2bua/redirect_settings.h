@@ -29,6 +29,12 @@ enum class RedirectFork : uint8_t {
   kParallelEqualQ,  // targets of equal q at once (RFC 3261 16.6 style), groups in q order
 };
 
+/// Which attempt's early media (a provisional answer's body) reaches the caller.
+enum class EarlyMedia : uint8_t {
+  kFirst,  // the first attempt that sends a body keeps the early media until it ends
+  kNone,   // provisional answers reach the caller without their body
+};
+
 /// The permanent-redirect cache: a 301 answer for a Request-URI is remembered so that the
 /// next call to it goes straight to the target.
 struct RedirectCacheSettings {
@@ -86,6 +92,9 @@ struct RedirectSettings {
   /// final answer of the targets.
   bool relay_last_3xx = false;
   RedirectFork fork = RedirectFork::kSerial;
+  /// Most targets of one parallel group; a larger group of equal q is split.
+  int max_parallel = 8;
+  EarlyMedia early_media = EarlyMedia::kFirst;
   RedirectCacheSettings cache_301;
   RedirectAllowList allow;
   RedirectDenyList deny;

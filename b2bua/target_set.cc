@@ -44,6 +44,7 @@ std::string_view TargetStateName(TargetState state) {
     case TargetState::kTimedOut: return "timed-out";
     case TargetState::kRefused: return "refused";
     case TargetState::kLoop: return "loop";
+    case TargetState::kCancelled: return "cancelled";
   }
   return "unknown";
 }

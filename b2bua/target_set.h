@@ -24,6 +24,7 @@ enum class TargetState : uint8_t {
   kTimedOut,    // no final response (Timer B), or transport failure
   kRefused,     // the redirect policy rejected it; never sent
   kLoop,        // found to loop (482, or detected by the engine)
+  kCancelled,   // CANCELled: another attempt answered, or the caller gave up
 };
 
 /// "pending", "trying", ... for logs. Static storage.

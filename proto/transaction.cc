@@ -178,12 +178,12 @@ class TransactionLayer::Impl final : public TimerHandler {
     return StartClient(std::move(request), branch, method, destination, cookie, false);
   }
 
-  void CancelInvite(TransactionId invite) {
+  void CancelInvite(TransactionId invite, std::string_view extra_headers) {
     uint32_t index;
     Transaction* t = Find(invite, &index);
     if (t == nullptr || t->role != Role::kInviteClient || t->cancel_requested) return;
     if (t->state != State::kCalling && t->state != State::kProceeding) return;
-    std::string cancel = BuildFromInvite(index, "CANCEL", nullptr);
+    std::string cancel = BuildFromInvite(index, "CANCEL", nullptr, extra_headers);
     if (!cancel.empty()) SendCancel(invite, std::move(cancel));
   }
 
@@ -645,7 +645,7 @@ class TransactionLayer::Impl final : public TimerHandler {
   // response's To (with its tag), the CANCEL the INVITE's. Empty when the stored INVITE
   // does not parse (it always should: the core wrote it).
   std::string BuildFromInvite(uint32_t index, std::string_view method,
-                              const SipMessage* response) {
+                              const SipMessage* response, std::string_view extra_headers = {}) {
     const Transaction& t = slots_[index];
     ParseResult result = parser_.Parse(t.request, Framing::kDatagram, scratch_.get());
     const SipMessage& invite = *scratch_;
@@ -655,7 +655,7 @@ class TransactionLayer::Impl final : public TimerHandler {
     if (to == nullptr) to = invite.FindHeader(HeaderId::kTo);
     if (from == nullptr || to == nullptr) return {};
     std::string out(t.request.size() + invite.header_count() * kHeaderRewriteSlack +
-                        to->value.size() + 128,
+                        to->value.size() + extra_headers.size() + 128,
                     '\0');
     MessageWriter writer(out.data(), out.size());
     writer.RequestLine(method, invite.request_uri().text);
@@ -673,6 +673,7 @@ class TransactionLayer::Impl final : public TimerHandler {
     writer.Append(" ");
     writer.Append(method);
     writer.Append("\r\n");
+    writer.Append(extra_headers);
     writer.Body({});
     if (writer.overflowed()) return {};
     out.resize(writer.size());
@@ -899,7 +900,9 @@ TransactionId TransactionLayer::SendRequest(std::string request, std::string_vie
   return impl_->SendRequest(std::move(request), branch, method, destination, cookie);
 }
 
-void TransactionLayer::CancelInvite(TransactionId invite) { impl_->CancelInvite(invite); }
+void TransactionLayer::CancelInvite(TransactionId invite, std::string_view extra_headers) {
+  impl_->CancelInvite(invite, extra_headers);
+}
 
 void TransactionLayer::OnTransportFailure(const Peer& to) { impl_->OnTransportFailure(to); }
 

@@ -116,8 +116,9 @@ class TransactionLayer {
   void SendCancel(TransactionId invite, std::string cancel);
   /// Owning shard only. SendCancel with the CANCEL built from the stored INVITE (RFC 3261
   /// 9.1: its Request-URI, top Via, Route, From, To, Call-ID and CSeq number). Does nothing
-  /// for a stale id or an INVITE that already has its final response.
-  void CancelInvite(TransactionId invite);
+  /// for a stale id or an INVITE that already has its final response. `extra_headers`
+  /// (complete lines, e.g. an RFC 3326 Reason) are added to the CANCEL.
+  void CancelInvite(TransactionId invite, std::string_view extra_headers = {});
 
   /// Owning shard only. The transport could not deliver to `to` (a stream connection
   /// failed to open or to hand over a TLS handshake): client transactions to it that have
