@@ -99,8 +99,8 @@ absl::Status Loader::ReadRedirect(const YAML::Node& node, std::string_view path,
   B2BUA_CONFIG_RETURN_IF_ERROR(
       ReadMap(node, path,
               {"mode", "send_181", "max_depth", "max_targets", "target_timeout", "to_uri",
-               "try_next_on", "history_info", "diversion", "relay_last_3xx", "fork", "cache_301",
-               "allow", "deny", "deny_self"},
+               "try_next_on", "history_info", "diversion", "relay_last_3xx", "fork", "max_parallel",
+               "early_media", "cache_301", "allow", "deny", "deny_self"},
               &f));
   RedirectSettings& r = *inout;
   for (const Fields::Entry& e : f.entries) {
@@ -136,11 +136,12 @@ absl::Status Loader::ReadRedirect(const YAML::Node& node, std::string_view path,
           n, key_path,
           {{"serial", RedirectFork::kSerial}, {"parallel_equal_q", RedirectFork::kParallelEqualQ}},
           &r.fork);
-      // Refused rather than silently treated as serial: the engine has no parallel forking.
-      if (s.ok() && r.fork == RedirectFork::kParallelEqualQ)
-        s = Error(n, key_path,
-                  "'parallel_equal_q' is not available in this version: targets are tried "
-                  "one at a time (use serial)");
+    } else if (e.key == "max_parallel") {
+      s = ReadInt(n, key_path, 1, 64, &r.max_parallel);
+    } else if (e.key == "early_media") {
+      s = ReadEnum<EarlyMedia>(n, key_path,
+                               {{"first", EarlyMedia::kFirst}, {"none", EarlyMedia::kNone}},
+                               &r.early_media);
     } else if (e.key == "deny_self") {
       s = ReadBool(n, key_path, &r.deny_self);
     } else if (e.key == "cache_301") {

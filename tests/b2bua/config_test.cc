@@ -103,6 +103,8 @@ TEST(ConfigTest, BuiltInDefaultsMatchTheSchema) {
   EXPECT_FALSE(c.redirect.diversion);
   EXPECT_FALSE(c.redirect.relay_last_3xx);
   EXPECT_EQ(c.redirect.fork, RedirectFork::kSerial);
+  EXPECT_EQ(c.redirect.max_parallel, 8);
+  EXPECT_EQ(c.redirect.early_media, EarlyMedia::kFirst);
   EXPECT_EQ(c.redirect.cache_301.entries, 1000u);
   EXPECT_EQ(c.redirect.cache_301.ttl, std::chrono::hours(1));
   EXPECT_THAT(c.redirect.allow.schemes, ElementsAre("sip", "sips"));
@@ -312,8 +314,26 @@ TEST(ConfigErrorTest, WrongShapes) {
             "b2bua.yaml:2: redirect.mode: 'bounce' is not one of: follow, relay");
   EXPECT_EQ(ErrorOf("redirect:\n  fork: parallel\n"),
             "b2bua.yaml:2: redirect.fork: 'parallel' is not one of: serial, parallel_equal_q");
+  EXPECT_EQ(ErrorOf("redirect:\n  early_media: some\n"),
+            "b2bua.yaml:2: redirect.early_media: 'some' is not one of: first, none");
+  EXPECT_EQ(ErrorOf("redirect:\n  max_parallel: 0\n"),
+            "b2bua.yaml:2: redirect.max_parallel: 0 is out of range (1..64)");
   EXPECT_EQ(ErrorOf("redirect:\n  to_uri: change\n"),
             "b2bua.yaml:2: redirect.to_uri: 'change' is not one of: keep, replace");
+}
+
+TEST(ConfigTest, ParallelForkingIsReadGloballyAndPerRoute) {
+  std::shared_ptr<const Config> c = MustParse(
+      "redirect:\n  fork: parallel_equal_q\n  max_parallel: 3\n  early_media: none\n"
+      "routes:\n  - prefix: \"+44\"\n    next_hops: [\"sip:127.0.0.1:5090\"]\n"
+      "    redirect: {fork: serial}\n");
+  EXPECT_EQ(c->redirect.fork, RedirectFork::kParallelEqualQ);
+  EXPECT_EQ(c->redirect.max_parallel, 3);
+  EXPECT_EQ(c->redirect.early_media, EarlyMedia::kNone);
+  const Route* route = c->routes.Match("+441234");
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(route->redirect.fork, RedirectFork::kSerial);
+  EXPECT_EQ(route->redirect.max_parallel, 3) << "a route inherits what it does not set";
 }
 
 TEST(ConfigTest, BooleansAndEnumsAcceptCommonSpellings) {
@@ -324,9 +344,6 @@ TEST(ConfigTest, BooleansAndEnumsAcceptCommonSpellings) {
   EXPECT_TRUE(c->redirect.diversion);
   EXPECT_EQ(c->redirect.mode, RedirectMode::kRelay);
   EXPECT_EQ(c->redirect.fork, RedirectFork::kSerial);
-  EXPECT_EQ(ErrorOf("redirect:\n  fork: parallel_equal_q\n"),
-            "b2bua.yaml:2: redirect.fork: 'parallel_equal_q' is not available in this version: "
-            "targets are tried one at a time (use serial)");
   EXPECT_EQ(c->redirect.to_uri, RedirectToUri::kReplace);
   EXPECT_THAT(c->redirect.allow.schemes, ElementsAre("sip", "tel"));
   EXPECT_TRUE(c->redirect.AllowsScheme("TEL"));
