@@ -123,7 +123,10 @@ SearchStep TargetSearch::OnTimeout(uint16_t target) {
 SearchStep TargetSearch::OnRedirect(uint16_t target, const proto::SipMessage& response,
                                     MergeResult* merged) {
   MergeResult result;
-  if (IsLive(target)) {
+  if (merged != nullptr) *merged = result;
+  // A late 3xx from an attempt already decided (cancelled, or after the search ended).
+  if (!IsLive(target)) return {};
+  {
     auto it = std::find(live_.begin(), live_.end(), target);
     live_.erase(it);
     if (early_media_target_ == target) early_media_target_ = -1;

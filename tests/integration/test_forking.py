@@ -215,7 +215,7 @@ class ForkingTest(B2buaTestCase):
         """q=1.0 twice: one declines at once, the other rings and must get a CANCEL; the
         q=0.5 target is never tried; the caller gets the 603."""
         declines = self.callee("uas-decline-603.xml", "q1.0-declines")
-        rings = self.callee("uas-ring-forever.xml", "q1.0-rings")
+        rings = self.callee("uas-ring-until-cancelled.xml", "q1.0-rings")
         # Runs until stopped; answers 200 if it is wrongly tried, which fails the caller.
         never = self.callee("uas-answer-200.xml", "q0.5-never-tried", calls=None)
         redirector = self.redirector(contact(rings.port, "rings", "1.0"),
@@ -247,7 +247,7 @@ class ForkingTest(B2buaTestCase):
     def test_caller_cancel_reaches_every_ringing_branch_caller_gets_one_487(self):
         """Three q=1.0 targets ring; the caller CANCELs at the first 180: each target gets
         a CANCEL (not "completed elsewhere") and answers 487, the caller gets one 487."""
-        ringing = [self.callee("uas-ring-forever.xml", "q1.0-rings-%d" % i) for i in (1, 2, 3)]
+        ringing = [self.callee("uas-ring-until-cancelled.xml", "q1.0-rings-%d" % i) for i in (1, 2, 3)]
         redirector = self.redirector(*(contact(t.port, "t%d" % i, "1.0")
                                        for i, t in enumerate(ringing, 1)))
         self.start_b2bua(route("1", redirector.port))
@@ -279,7 +279,7 @@ class ForkingTest(B2buaTestCase):
                                *(contact(t.port, "l%d" % i, "1.0")
                                  for i, t in enumerate(losers, 1)),
                                calls=won, name="redirector-race")
-        ringing = [self.callee("uas-ring-forever.xml", "rings-%d" % i) for i in (1, 2, 3)]
+        ringing = [self.callee("uas-ring-until-cancelled.xml", "rings-%d" % i) for i in (1, 2, 3)]
         cancelled = self.redirector(*(contact(t.port, "t%d" % i, "1.0")
                                       for i, t in enumerate(ringing, 1)),
                                     name="redirector-cancelled")
