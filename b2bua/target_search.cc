@@ -132,7 +132,11 @@ SearchStep TargetSearch::OnRedirect(uint16_t target, const proto::SipMessage& re
     if (early_media_target_ == target) early_media_target_ = -1;
     const int depth = targets_.at(target).depth + 1;
     max_depth_seen_ = std::max(max_depth_seen_, depth);
-    if (depth > settings_.max_depth) {
+    if (stopped_) {
+      // Nothing new starts once the search has stopped: its Contacts would wait forever.
+      targets_.MarkResult(target, TargetState::kRedirected,
+                          static_cast<uint16_t>(response.status_code()));
+    } else if (depth > settings_.max_depth) {
       depth_exceeded_ = true;
       targets_.MarkResult(target, TargetState::kRedirected,
                           static_cast<uint16_t>(response.status_code()));

@@ -947,6 +947,20 @@ TEST(TargetSearchParallelTest, AfterAFinalOutsideTryNextOnTheOthersMayStillAnswe
   EXPECT_EQ(StateOf(search, "b"), TargetState::kCancelled);
 }
 
+TEST(TargetSearchParallelTest, ARedirectAfterTheSearchStoppedAddsNothing) {
+  TargetSearch search = Begun(WithTryNextOn(Parallel(), StatusCodeSet::Codes({486})));
+  MergeResult merged;
+  RunTable(search, {
+      {Redirect("orig", {"a", "b"}), {kStart, {"a", "b"}}},
+      {Final("a", 404), {kWait, {}, {}, true}},
+  });
+  SearchStep step = Apply(search, Redirect("b", {"c"}), &merged);
+  EXPECT_EQ(step.action, kFinish);
+  EXPECT_EQ(merged.added, 0u) << "its Contacts would wait for ever";
+  EXPECT_EQ(StateOf(search, "b"), TargetState::kRedirected);
+  EXPECT_EQ(search.targets().pending_count(), 0u);
+}
+
 TEST(TargetSearchParallelTest, FinalOutsideTryNextOnInAGroupOfOneFinishes) {
   // Unlike serial search (kRelayResponse), the best failure goes to the caller.
   TargetSearch search = Begun(WithTryNextOn(Parallel(), StatusCodeSet::Codes({486})));
