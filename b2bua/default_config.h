@@ -58,6 +58,8 @@ redirect:
   diversion: false
   relay_last_3xx: false
   fork: serial
+  max_parallel: 8
+  early_media: first
   cache_301: { entries: 1000, ttl: 1h }
   allow: { domains: [], cidrs: [], schemes: [sip, sips] }
   deny: { domains: [], cidrs: [] }

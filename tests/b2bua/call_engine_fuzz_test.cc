@@ -3,7 +3,8 @@
 // input: templates whose fields the input chooses (statuses, Contacts, tags, CSeqs), answers
 // to whatever the B2BUA last sent, and raw bytes. Any crash or undefined behaviour shows
 // under ASan+UBSan. After the script, time runs past every timer: a call, dialog or
-// transaction still alive then is a leak, and the target traps. The caller sends from a
+// transaction still alive then is a leak, and the target traps. Route "5" forks equal-q
+// redirect targets in parallel, so branches race, cancel and answer across callees. The caller sends from a
 // trusted or an untrusted address, as the input says, through the edge checks a shard
 // applies (EdgeGuard) and the call limits of the config; once every call has ended, a
 // share of a limit still held is a leak too.
@@ -78,6 +79,9 @@ routes:
     contacts: ["<sip:7@127.0.0.1:5071>;q=0.5"]
   - prefix: "8"
     next_hops: ["sip:trunk.example.net", "sip:127.0.0.1:5071"]
+  - prefix: "5"
+    next_hops: ["sip:127.0.0.1:5070"]
+    redirect: { fork: parallel_equal_q, max_parallel: 2, target_timeout: 3s }
 )yaml";
 
 constexpr uint16_t kCallerPort = 5061;
@@ -339,7 +343,8 @@ class World {
       Deliver(call.invite, kCallerPort);  // a retransmission, or a re-INVITE's repeat
       return;
     }
-    static constexpr std::string_view kUsers[] = {"1000", "9000", "7000", "8000", "", "%41b"};
+    static constexpr std::string_view kUsers[] = {"1000", "9000", "7000", "8000", "5000",
+                                                  "", "%41b"};
     const std::string user(kUsers[in.ConsumeIntegralInRange<size_t>(0, std::size(kUsers) - 1)]);
     if (!call.started || in.ConsumeBool()) {
       call = CallerCall{};
@@ -417,7 +422,10 @@ class World {
           "<sip:t1@127.0.0.1:5071>;q=0.5", "<sip:t2@127.0.0.1:5072>", "<sip:self@127.0.0.1:5060>",
           "<sip:back@127.0.0.1:5070>;q=1", "<tel:+15551234>", "<sip:x@192.0.2.1>;q=0",
           "<sip:name.invalid>", "<sip:t1@127.0.0.1:5071;transport=tcp>;q=0.9;expires=60",
-          "<sip:t3@callee.example.net>;q=0.7"};
+          "<sip:t3@callee.example.net>;q=0.7",
+          // Equal q on every callee: a parallel group on route "5".
+          "<sip:p0@127.0.0.1:5070>;q=0.8", "<sip:p1@127.0.0.1:5071>;q=0.8",
+          "<sip:p2@127.0.0.1:5072>;q=0.8"};
       const int count = in.ConsumeIntegralInRange<int>(0, 4);
       for (int i = 0; i < count; ++i)
         head += "Contact: " +
