@@ -313,7 +313,7 @@ void CallEngine::OnResolved(uint64_t cookie, size_t slot, uint64_t generation,
         // A name must not lead where an address would be refused (RFC 1918, ourselves).
         const bool self = destination.address == context_.local_address;
         if ((settings.deny_self && self) ||
-            (setup.policy && !setup.policy->AddressAllowed(destination.address))) {
+            !PolicyFor(call).AddressAllowed(destination.address)) {
           refused = true;
           continue;
         }

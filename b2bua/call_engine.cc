@@ -59,6 +59,10 @@ const RedirectSettings& CallEngine::SettingsFor(const Call& call) const {
   return call.route ? call.route->redirect : call.config->redirect;
 }
 
+const ConfiguredRedirectPolicy& CallEngine::PolicyFor(const Call& call) const {
+  return call.route ? *call.route->redirect_policy : *call.config->redirect_policy;
+}
+
 bool CallEngine::NamesSelf(const proto::SipUri& uri) const {
   if (!IsIpLiteral(uri)) return false;
   proto::NetAddress address;

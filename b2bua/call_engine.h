@@ -274,6 +274,8 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   bool NamesSelf(const proto::SipUri& uri) const;
   bool DestinationFor(const proto::SipUri& uri, proto::Peer* out) const;
   const RedirectSettings& SettingsFor(const Call& call) const;
+  /// The shipped redirect policy of the call's route (or the global one), built at load.
+  const ConfiguredRedirectPolicy& PolicyFor(const Call& call) const;
   PolicyDecision DecideTarget(Call& call, const Target& target);
 
   ShardContext context_;

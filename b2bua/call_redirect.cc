@@ -7,13 +7,7 @@ namespace b2bua {
 
 PolicyDecision CallEngine::DecideTarget(Call& call, const Target& target) {
   if (policy_override_ != nullptr) return policy_override_->Decide(target, call.cookie);
-  if (!call.setup().policy) {
-    const RedirectSettings& settings = SettingsFor(call);
-    call.setup().policy = std::make_unique<ConfiguredRedirectPolicy>(
-        SecurityFromSettings(settings),
-        settings.to_uri == RedirectToUri::kReplace);
-  }
-  return call.setup().policy->Decide(target, call.cookie);
+  return PolicyFor(call).Check(target);
 }
 
 void CallEngine::ResumeRedirect(uint64_t call_cookie, PolicyDecision decision) {

@@ -32,25 +32,6 @@ using proto::StrAppend;
 using proto::StrCat;
 using proto::TransactionId;
 
-// The shipped policy's view of a route's redirect settings.
-inline RedirectSecurity SecurityFromSettings(const RedirectSettings& settings) {
-  RedirectSecurity security;
-  security.allow_domains = settings.allow.domains;
-  security.deny_domains = settings.deny.domains;
-  for (const std::string& text : settings.allow.cidrs) {
-    Cidr cidr;
-    if (Cidr::Parse(text, &cidr)) security.allow_cidrs.push_back(cidr);
-  }
-  for (const std::string& text : settings.deny.cidrs) {
-    Cidr cidr;
-    if (Cidr::Parse(text, &cidr)) security.deny_cidrs.push_back(cidr);
-  }
-  security.allowed_schemes = settings.allow.schemes;
-  // tel: targets are re-routed by number through the route table, never dialled as is.
-  security.allowed_schemes.push_back("tel");
-  return security;
-}
-
 constexpr std::string_view kAllow =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
 
@@ -187,7 +168,6 @@ struct CallSetup {
   // limits them), so lookups are linear.
   std::vector<Attempt> attempts;
   TargetSearch search;
-  std::unique_ptr<ConfiguredRedirectPolicy> policy;
   bool sips_refused = false;  // a sips: Request-URI met a next hop without TLS
   bool skipped_resting = false;  // a next hop was skipped for its 503 Retry-After
   std::string hop_request_uri;  // set when a cached 301 target replaces the Request-URI

@@ -43,13 +43,19 @@ absl::Status Loader::ReadLimits(const YAML::Node& node, LimitsConfig* out) const
   return absl::OkStatus();
 }
 
+// Each prefix is parsed here, once; the data plane only asks the list.
 absl::Status Loader::ReadCidrList(const YAML::Node& node, std::string_view path,
                                   proto::CidrList* out) const {
   std::vector<std::string> texts;
-  B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrs(node, path, &texts));
-  absl::StatusOr<proto::CidrList> list = proto::CidrList::Parse(texts);
-  if (!list.ok()) return Error(node, path, std::string(list.status().message()));
-  *out = *std::move(list);
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadStringList(node, path, &texts));
+  std::vector<proto::Cidr> cidrs;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    absl::StatusOr<proto::Cidr> cidr = proto::Cidr::ParseOrExplain(texts[i]);
+    if (!cidr.ok())
+      return Error(node[i], ItemPath(path, i), std::string(cidr.status().message()));
+    cidrs.push_back(*cidr);
+  }
+  *out = proto::CidrList(std::move(cidrs));
   return absl::OkStatus();
 }
 
@@ -281,6 +287,10 @@ absl::Status Loader::Load(const YAML::Node& root, Config* config) {
   std::vector<Route> routes;
   if (auto* n = f.Find("routes"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadRoutes(*n, config->redirect, &routes));
+  // The redirect policies are built here, once per snapshot: no call parses a list.
+  config->redirect_policy = ConfiguredRedirectPolicy::FromSettings(config->redirect);
+  for (Route& route : routes)
+    route.redirect_policy = ConfiguredRedirectPolicy::FromSettings(route.redirect);
   config->routes = RouteTable(std::move(routes));
   return absl::OkStatus();
 }

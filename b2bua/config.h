@@ -116,6 +116,8 @@ struct Config {
   TlsConfig tls;
   HeaderPolicy headers;
   RedirectSettings redirect;
+  /// The redirect policy `redirect` describes, built once at load (never null once loaded).
+  std::shared_ptr<const ConfiguredRedirectPolicy> redirect_policy;
   /// Final answers from a next hop that make the call try the route's next hop. A
   /// transaction timeout always does.
   StatusCodeSet failover_on = StatusCodeSet::Codes({408, 500, 502, 503, 504});

@@ -94,50 +94,6 @@ std::string_view UriProblem(proto::UriError error) {
   return "unknown defect";
 }
 
-// Checks "address/length" (or a bare address) and returns it with the length spelled out,
-// or an explanation of what is wrong.
-absl::StatusOr<std::string> CheckCidr(std::string_view text) {
-  size_t slash = text.find('/');
-  std::string address(text.substr(0, slash));
-  // "[2001:db8::]/32", as IPv6 is written in URIs; the redirect policy accepts it too.
-  bool bracketed = address.size() > 2 && address.front() == '[' && address.back() == ']';
-  if (bracketed) address = address.substr(1, address.size() - 2);
-  unsigned char bytes[16];
-  int max_length;
-  if (!bracketed && inet_pton(AF_INET, address.c_str(), bytes) == 1) {
-    max_length = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), bytes) == 1) {
-    max_length = 128;
-  } else {
-    return absl::InvalidArgumentError(StrCat("'", text,
-                                          "' is not a CIDR (expected an IPv4 or IPv6 address, ",
-                                          "then '/' and a prefix length)"));
-  }
-  int length = max_length;
-  if (slash != std::string_view::npos) {
-    std::string_view digits = text.substr(slash + 1);
-    bool all_digits = !digits.empty() && digits.size() <= 3 &&
-                      std::all_of(digits.begin(), digits.end(), proto::IsDigit);
-    if (all_digits) {
-      length = 0;
-      for (char c : digits) length = length * 10 + (c - '0');
-    }
-    if (!all_digits || length > max_length) {
-      return absl::InvalidArgumentError(
-          StrCat("'", text, "': the prefix length must be 0..", max_length));
-    }
-  }
-  // "10.0.0.1/8" is nearly always a typo for "10.0.0.0/8" or "10.0.0.1/32"; refusing it
-  // keeps the deny lists meaning what they look like.
-  for (int bit = length; bit < max_length; ++bit) {
-    if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
-      return absl::InvalidArgumentError(
-          StrCat("'", text, "' has bits set after the /", length, " prefix (host bits must be zero)"));
-    }
-  }
-  return slash == std::string_view::npos ? StrCat(text, "/", max_length) : std::string(text);
-}
-
 // Lower-cased domain, or an explanation. The redirect policy matches a domain and all its
 // subdomains, so "*.example.com" would be a wildcard it never honours: refused with a hint.
 absl::StatusOr<std::string> CheckDomain(std::string_view text) {

@@ -46,7 +46,6 @@ std::string FormatDuration(milliseconds d);
 bool ParseDurationText(std::string_view text, milliseconds* out);
 std::string_view NodeKind(const YAML::Node& node);
 std::string_view UriProblem(proto::UriError error);
-absl::StatusOr<std::string> CheckCidr(std::string_view text);
 absl::StatusOr<std::string> CheckDomain(std::string_view text);
 
 // A mapping whose keys have been checked: each one known and present once.
@@ -125,8 +124,6 @@ class Loader {
                          RedirectAllowList* inout) const;
   absl::Status ReadDeny(const YAML::Node& node, std::string_view path,
                         RedirectDenyList* inout) const;
-  absl::Status ReadCidrs(const YAML::Node& node, std::string_view path,
-                         std::vector<std::string>* out) const;
   absl::Status ReadDomains(const YAML::Node& node, std::string_view path,
                            std::vector<std::string>* out) const;
   absl::Status ReadProbe(const YAML::Node& node, ProbeConfig* out) const;

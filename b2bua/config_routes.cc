@@ -11,19 +11,6 @@
 
 namespace b2bua::config_loader {
 
-absl::Status Loader::ReadCidrs(const YAML::Node& node, std::string_view path,
-                               std::vector<std::string>* out) const {
-  std::vector<std::string> texts;
-  B2BUA_CONFIG_RETURN_IF_ERROR(ReadStringList(node, path, &texts));
-  out->clear();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    absl::StatusOr<std::string> cidr = CheckCidr(texts[i]);
-    if (!cidr.ok()) return Error(node[i], ItemPath(path, i), std::string(cidr.status().message()));
-    out->push_back(*std::move(cidr));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Loader::ReadDomains(const YAML::Node& node, std::string_view path,
                                  std::vector<std::string>* out) const {
   std::vector<std::string> texts;
@@ -58,7 +45,7 @@ absl::Status Loader::ReadAllow(const YAML::Node& node, std::string_view path,
   if (auto* n = f.Find("domains"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadDomains(*n, KeyPath(path, "domains"), &inout->domains));
   if (auto* n = f.Find("cidrs"))
-    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrs(*n, KeyPath(path, "cidrs"), &inout->cidrs));
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrList(*n, KeyPath(path, "cidrs"), &inout->cidrs));
   if (auto* n = f.Find("schemes")) {
     std::string schemes_path = KeyPath(path, "schemes");
     std::vector<YAML::Node> items;
@@ -87,7 +74,7 @@ absl::Status Loader::ReadDeny(const YAML::Node& node, std::string_view path,
   if (auto* n = f.Find("domains"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadDomains(*n, KeyPath(path, "domains"), &inout->domains));
   if (auto* n = f.Find("cidrs"))
-    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrs(*n, KeyPath(path, "cidrs"), &inout->cidrs));
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCidrList(*n, KeyPath(path, "cidrs"), &inout->cidrs));
   return absl::OkStatus();
 }
 

@@ -55,7 +55,11 @@ TargetKind Classify(const Target& target) {
 ConfiguredRedirectPolicy::ConfiguredRedirectPolicy(RedirectSecurity security, bool replace_to)
     : security_(std::move(security)), replace_to_(replace_to) {}
 
-PolicyDecision ConfiguredRedirectPolicy::Decide(const Target& target, uint64_t call_cookie) {
+PolicyDecision ConfiguredRedirectPolicy::Decide(const Target& target, uint64_t /*call_cookie*/) {
+  return Check(target);
+}
+
+PolicyDecision ConfiguredRedirectPolicy::Check(const Target& target) const {
   proto::SipUri uri;
   if (target.ParseRequestUri(&uri) != proto::UriError::kNone) return PolicyDecision::kReject;
   if (!SchemeAllowed(uri.scheme_text)) return PolicyDecision::kReject;
@@ -72,13 +76,23 @@ PolicyDecision ConfiguredRedirectPolicy::Decide(const Target& target, uint64_t c
   return replace_to_ ? PolicyDecision::kAcceptReplace : PolicyDecision::kAccept;
 }
 
+std::shared_ptr<const ConfiguredRedirectPolicy> ConfiguredRedirectPolicy::FromSettings(
+    const RedirectSettings& settings) {
+  RedirectSecurity security;
+  security.allow_domains = settings.allow.domains;
+  security.deny_domains = settings.deny.domains;
+  security.allow_cidrs = settings.allow.cidrs;
+  security.deny_cidrs = settings.deny.cidrs;
+  security.allowed_schemes = settings.allow.schemes;
+  // tel: targets are re-routed by number through the route table, never dialled as is.
+  security.allowed_schemes.push_back("tel");
+  return std::make_shared<const ConfiguredRedirectPolicy>(
+      std::move(security), settings.to_uri == RedirectToUri::kReplace);
+}
+
 bool ConfiguredRedirectPolicy::AddressAllowed(const proto::NetAddress& address) const {
-  for (const Cidr& cidr : security_.deny_cidrs)
-    if (cidr.Contains(address)) return false;
-  if (security_.allow_cidrs.empty()) return true;
-  for (const Cidr& cidr : security_.allow_cidrs)
-    if (cidr.Contains(address)) return true;
-  return false;
+  if (security_.deny_cidrs.Contains(address)) return false;
+  return security_.allow_cidrs.empty() || security_.allow_cidrs.Contains(address);
 }
 
 bool ConfiguredRedirectPolicy::DomainAllowed(std::string_view host) const {

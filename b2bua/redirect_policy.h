@@ -1,11 +1,13 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "b2bua/redirect_settings.h"
 #include "b2bua/target_set.h"
 #include "proto/cidr.h"
 #include "proto/net_address.h"
@@ -25,8 +27,8 @@ bool DomainMatches(std::string_view host, std::string_view domain);
 struct RedirectSecurity {
   std::vector<std::string> allow_domains;
   std::vector<std::string> deny_domains;
-  std::vector<Cidr> allow_cidrs;
-  std::vector<Cidr> deny_cidrs;
+  proto::CidrList allow_cidrs;
+  proto::CidrList deny_cidrs;
   /// Schemes, case-insensitive. Add "tel" when the route table can route numbers: tel:
   /// targets are then accepted here and re-routed by number (see Classify()).
   std::vector<std::string> allowed_schemes = {"sip", "sips"};
@@ -86,9 +88,16 @@ class RedirectPolicy {
 class ConfiguredRedirectPolicy : public RedirectPolicy {
  public:
   ConfiguredRedirectPolicy(RedirectSecurity security, bool replace_to);
+  /// Safe from any thread (config load). The policy `settings` describe: its allow and
+  /// deny lists, tel: accepted for re-routing by number, To replaced when to_uri says so.
+  /// Built once per config snapshot and route, shared by every call that uses them.
+  static std::shared_ptr<const ConfiguredRedirectPolicy> FromSettings(
+      const RedirectSettings& settings);
 
   /// Owning shard only (the object is immutable: any thread would do).
   PolicyDecision Decide(const Target& target, uint64_t call_cookie) override;
+  /// Safe from any thread. Decide() without a call: the policy holds no state.
+  PolicyDecision Check(const Target& target) const;
 
   /// Safe from any thread. The CIDR rules alone, for an address a name resolved to.
   bool AddressAllowed(const proto::NetAddress& address) const;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "b2bua/status_code_set.h"
+#include "proto/cidr.h"
 #include "proto/sip_chars.h"
 
 namespace b2bua {
@@ -45,13 +46,12 @@ struct RedirectCacheSettings {
 };
 
 /// Which redirect targets may be tried. Domains are lower-cased host names; a domain also
-/// covers its subdomains (b2bua/redirect_policy.h DomainMatches). CIDRs are
-/// "address/length" strings (IPv6 may be bracketed), checked with inet_pton, with the
-/// length in range and no host bits set; a bare address is stored with /32 or /128 added. The
-/// redirect policy parses them again into its own Cidr type.
+/// covers its subdomains (b2bua/redirect_policy.h DomainMatches). CIDRs are parsed once, at
+/// load ("address/length", IPv6 may be bracketed, no host bits set; a bare address is a
+/// /32 or /128).
 struct RedirectAllowList {
   std::vector<std::string> domains;  // empty: any domain (deny still applies)
-  std::vector<std::string> cidrs;    // empty: any address (deny still applies)
+  proto::CidrList cidrs;             // empty: any address (deny still applies)
   /// Lower-case "sip", "sips" or "tel"; never empty.
   std::vector<std::string> schemes = {"sip", "sips"};
 
@@ -60,7 +60,7 @@ struct RedirectAllowList {
 
 struct RedirectDenyList {
   std::vector<std::string> domains;
-  std::vector<std::string> cidrs;
+  proto::CidrList cidrs;
 
   friend bool operator==(const RedirectDenyList&, const RedirectDenyList&) = default;
 };

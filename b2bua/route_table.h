@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "b2bua/call_limits.h"
+#include "b2bua/redirect_policy.h"
 #include "b2bua/redirect_settings.h"
 #include "proto/cidr.h"
 #include "proto/transport.h"
@@ -43,6 +44,8 @@ struct Route {
   std::vector<std::string> contacts;
   /// The global redirect settings with this route's overrides applied.
   RedirectSettings redirect;
+  /// The redirect policy `redirect` describes, built once at load (never null once loaded).
+  std::shared_ptr<const ConfiguredRedirectPolicy> redirect_policy;
   /// Sources that may use this route; empty: any caller.
   proto::CidrList callers;
   /// Concurrent calls on the route (trunk capacity); 0: no limit.

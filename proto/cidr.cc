@@ -1,5 +1,7 @@
 #include "proto/cidr.h"
 
+#include <arpa/inet.h>
+
 #include <utility>
 
 #include "absl/status/status.h"
@@ -63,36 +65,69 @@ uint64_t Mask64(int bits) {
 
 }  // namespace
 
-bool Cidr::Parse(std::string_view text, Cidr* out) {
-  size_t slash = text.find('/');
+Cidr::Problem Cidr::ParseChecked(std::string_view text, Cidr* out, int* width, int* length) {
+  const size_t slash = text.find('/');
+  std::string_view ip = text.substr(0, slash);
   NetAddress address;
-  if (!NetAddress::ParseIp(text.substr(0, slash), 0, &address)) return false;
-  const int width = address.is_v6() ? kIpv6Bits : kIpv4Bits;
-  int length = width;
+  // "[2001:db8::]/32", as IPv6 is written in URIs; a bracketed IPv4 is a typo.
+  const bool bracketed = ip.size() > 2 && ip.front() == '[' && ip.back() == ']';
+  if (!NetAddress::ParseIp(ip, 0, &address) || (bracketed && !address.is_v6()))
+    return Problem::kNotAnAddress;
+  *width = address.is_v6() ? kIpv6Bits : kIpv4Bits;
+  *length = *width;
   if (slash != std::string_view::npos) {
     std::string_view digits = text.substr(slash + 1);
-    if (digits.empty() || digits.size() > 3) return false;
-    length = 0;
+    if (digits.empty() || digits.size() > 3) return Problem::kLength;
+    *length = 0;
     for (char c : digits) {
-      if (!IsDigit(c)) return false;
-      length = length * 10 + (c - '0');
+      if (!IsDigit(c)) return Problem::kLength;
+      *length = *length * 10 + (c - '0');
     }
-    if (length > width) return false;
+    if (*length > *width) return Problem::kLength;
   }
-  if (!HostBitsClear(address.bytes(), length, width)) return false;
+  // "10.0.0.1/8" is nearly always a typo for "10.0.0.0/8" or "10.0.0.1/32"; refusing it
+  // keeps the lists meaning what they look like.
+  if (!HostBitsClear(address.bytes(), *length, *width)) return Problem::kHostBits;
   Cidr cidr;
   cidr.bytes_ = address.bytes();
   cidr.v6_ = address.is_v6();
-  cidr.prefix_length_ = static_cast<uint8_t>(length);
+  cidr.prefix_length_ = static_cast<uint8_t>(*length);
   // Contains() sees mapped addresses as IPv4, so a mapped prefix must be IPv4 too. One
   // shorter than /96 reaches beyond the mapped block and stays IPv6.
-  if (cidr.v6_ && length >= kMappedPrefixBits && IsIpv4Mapped(cidr.bytes_)) {
+  if (cidr.v6_ && *length >= kMappedPrefixBits && IsIpv4Mapped(cidr.bytes_)) {
     cidr.bytes_ = UnmapIpv4(cidr.bytes_);
     cidr.v6_ = false;
-    cidr.prefix_length_ = static_cast<uint8_t>(length - kMappedPrefixBits);
+    cidr.prefix_length_ = static_cast<uint8_t>(*length - kMappedPrefixBits);
   }
   *out = cidr;
-  return true;
+  return Problem::kNone;
+}
+
+bool Cidr::Parse(std::string_view text, Cidr* out) {
+  int width = 0;
+  int length = 0;
+  return ParseChecked(text, out, &width, &length) == Problem::kNone;
+}
+
+absl::StatusOr<Cidr> Cidr::ParseOrExplain(std::string_view text) {
+  Cidr cidr;
+  int width = 0;
+  int length = 0;
+  switch (ParseChecked(text, &cidr, &width, &length)) {
+    case Problem::kNone:
+      return cidr;
+    case Problem::kNotAnAddress:
+      return absl::InvalidArgumentError(StrCat(
+          "'", text,
+          "' is not a CIDR (expected an IPv4 or IPv6 address, then '/' and a prefix length)"));
+    case Problem::kLength:
+      return absl::InvalidArgumentError(
+          StrCat("'", text, "': the prefix length must be 0..", width));
+    case Problem::kHostBits:
+      return absl::InvalidArgumentError(StrCat("'", text, "' has bits set after the /", length,
+                                               " prefix (host bits must be zero)"));
+  }
+  return absl::InvalidArgumentError(StrCat("'", text, "' is not a CIDR"));
 }
 
 bool Cidr::Contains(const NetAddress& address) const {
@@ -109,11 +144,9 @@ std::string Cidr::ToString() const {
   const std::array<uint8_t, 16>& b = bytes_;
   std::string ip;
   if (v6_) {
-    // Groups without zero compression: unambiguous, and only for logs and errors.
-    for (int i = 0; i < 16; i += 2) {
-      if (i) ip.push_back(':');
-      StrAppend(&ip, Hex{(unsigned{b[i]} << 8) | b[i + 1]});
-    }
+    // RFC 5952 text, as an operator writes it in the config.
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, b.data(), text, sizeof(text)) != nullptr) ip = text;
   } else {
     ip = StrCat(int{b[0]}, ".", int{b[1]}, ".", int{b[2]}, ".", int{b[3]});
   }
@@ -142,12 +175,9 @@ absl::StatusOr<CidrList> CidrList::Parse(const std::vector<std::string>& texts) 
   std::vector<Cidr> cidrs;
   cidrs.reserve(texts.size());
   for (const std::string& text : texts) {
-    Cidr cidr;
-    if (!Cidr::Parse(text, &cidr)) {
-      return absl::InvalidArgumentError(
-          StrCat("'", text, "' is not an address or prefix (ADDR/LEN, no host bits set)"));
-    }
-    cidrs.push_back(cidr);
+    absl::StatusOr<Cidr> cidr = Cidr::ParseOrExplain(text);
+    if (!cidr.ok()) return cidr.status();
+    cidrs.push_back(*cidr);
   }
   return CidrList(std::move(cidrs));
 }

@@ -26,6 +26,9 @@ class Cidr {
   /// host prefix); IPv6 may be bracketed. False for a bad address, a length out of range, or
   /// bits set past the length ("10.0.0.1/8": most likely a typo, refused at load).
   static bool Parse(std::string_view text, Cidr* out);
+  /// Safe from any thread (config load). Parse() with the reason for a refusal: not an
+  /// address, a length out of range, or host bits set. A bracketed IPv4 is not an address.
+  static absl::StatusOr<Cidr> ParseOrExplain(std::string_view text);
 
   /// Safe from any thread. True when `address` lies in the prefix; the port is ignored.
   bool Contains(const NetAddress& address) const;
@@ -40,6 +43,9 @@ class Cidr {
   friend bool operator==(const Cidr&, const Cidr&) = default;
 
  private:
+  enum class Problem : uint8_t { kNone, kNotAnAddress, kLength, kHostBits };
+  static Problem ParseChecked(std::string_view text, Cidr* out, int* width, int* length);
+
   std::array<uint8_t, 16> bytes_{};
   uint8_t prefix_length_ = 0;
   bool v6_ = false;
@@ -53,7 +59,7 @@ class CidrList {
   CidrList() = default;
   explicit CidrList(std::vector<Cidr> cidrs);
 
-  /// Every text parsed with Cidr::Parse(); InvalidArgumentError naming the first bad one.
+  /// Every text parsed with Cidr::ParseOrExplain(); its error for the first bad one.
   static absl::StatusOr<CidrList> Parse(const std::vector<std::string>& texts);
 
   /// True when some prefix holds `address` (the port is ignored).

@@ -108,7 +108,7 @@ TEST(ClassifyTest, TellsSipTelAndOther) {
 
 TEST(ConfiguredRedirectPolicyTest, DenyCidrRejectsIpLiterals) {
   RedirectSecurity security;
-  security.deny_cidrs = {ParsedCidr("10.0.0.0/8"), ParsedCidr("fd00::/8")};
+  security.deny_cidrs = proto::CidrList({ParsedCidr("10.0.0.0/8"), ParsedCidr("fd00::/8")});
   ConfiguredRedirectPolicy policy(std::move(security), false);
   EXPECT_EQ(DecideFor(policy, "sip:a@10.1.2.3"), PolicyDecision::kReject);
   EXPECT_EQ(DecideFor(policy, "sip:a@10.1.2.3:5070;transport=tcp"), PolicyDecision::kReject);
@@ -124,8 +124,8 @@ TEST(ConfiguredRedirectPolicyTest, DenyCidrRejectsIpLiterals) {
 
 TEST(ConfiguredRedirectPolicyTest, AllowCidrsRejectEverythingElse) {
   RedirectSecurity security;
-  security.allow_cidrs = {ParsedCidr("192.0.2.0/24"), ParsedCidr("2001:db8::/32")};
-  security.deny_cidrs = {ParsedCidr("192.0.2.128/25")};
+  security.allow_cidrs = proto::CidrList({ParsedCidr("192.0.2.0/24"), ParsedCidr("2001:db8::/32")});
+  security.deny_cidrs = proto::CidrList({ParsedCidr("192.0.2.128/25")});
   ConfiguredRedirectPolicy policy(std::move(security), false);
   EXPECT_EQ(DecideFor(policy, "sip:a@192.0.2.5"), PolicyDecision::kAccept);
   EXPECT_EQ(DecideFor(policy, "sip:a@[2001:db8::5]"), PolicyDecision::kAccept);
@@ -165,7 +165,7 @@ TEST(ConfiguredRedirectPolicyTest, AllowDomainsRejectOtherNames) {
 
 TEST(ConfiguredRedirectPolicyTest, MaddrIsCheckedLikeTheHost) {
   RedirectSecurity security;
-  security.deny_cidrs = {ParsedCidr("10.0.0.0/8")};
+  security.deny_cidrs = proto::CidrList({ParsedCidr("10.0.0.0/8")});
   security.deny_domains = {"evil.example"};
   ConfiguredRedirectPolicy policy(std::move(security), false);
   EXPECT_EQ(DecideFor(policy, "sip:a@good.example;maddr=10.0.0.1"), PolicyDecision::kReject);
@@ -213,7 +213,7 @@ TEST(ConfiguredRedirectPolicyTest, DecidesTheTargetsOfA3xx) {
   ASSERT_EQ(set.Merge(*message, 0, 1).added, 4);
 
   RedirectSecurity security;
-  security.deny_cidrs = {ParsedCidr("10.0.0.0/8")};
+  security.deny_cidrs = proto::CidrList({ParsedCidr("10.0.0.0/8")});
   security.deny_domains = {"evil.example"};
   security.allowed_schemes = {"sip", "sips", "tel"};
   std::unique_ptr<RedirectPolicy> policy =

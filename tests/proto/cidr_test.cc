@@ -134,7 +134,8 @@ TEST(CidrTest, RejectsBadText) {
 TEST(CidrTest, PrintsItself) {
   EXPECT_EQ(ParsedCidr("10.0.0.0/8").ToString(), "10.0.0.0/8");
   EXPECT_EQ(ParsedCidr("192.0.2.1").ToString(), "192.0.2.1/32");
-  EXPECT_EQ(ParsedCidr("2001:db8::/32").ToString(), "2001:db8:0:0:0:0:0:0/32");
+  EXPECT_EQ(ParsedCidr("2001:db8::/32").ToString(), "2001:db8::/32");  // RFC 5952
+  EXPECT_EQ(ParsedCidr("[fe80::]/10").ToString(), "fe80::/10");
   EXPECT_EQ(ParsedCidr("::ffff:10.0.0.0/104").ToString(), "10.0.0.0/8");
 }
 
@@ -167,6 +168,34 @@ TEST(CidrListTest, EverythingAndNothing) {
   CidrList none;
   EXPECT_TRUE(none.empty());
   EXPECT_FALSE(none.Contains(Ip("127.0.0.1")));
+}
+
+TEST(CidrTest, ParseOrExplainSaysWhatIsWrong) {
+  struct Case {
+    std::string_view text;
+    std::string_view error;  // empty: parses
+  };
+  const Case cases[] = {
+      {"10.0.0.0/8", ""},
+      {"[2001:db8::]/32", ""},
+      {"10.0.0.0/33", "'10.0.0.0/33': the prefix length must be 0..32"},
+      {"fe80::/129", "'fe80::/129': the prefix length must be 0..128"},
+      {"10.0.0.0/", "'10.0.0.0/': the prefix length must be 0..32"},
+      {"[10.0.0.0]/8", "'[10.0.0.0]/8' is not a CIDR (expected an IPv4 or IPv6 address, then "
+                       "'/' and a prefix length)"},
+      {"10.0.0.1/8", "'10.0.0.1/8' has bits set after the /8 prefix (host bits must be zero)"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<Cidr> cidr = Cidr::ParseOrExplain(c.text);
+    if (c.error.empty()) {
+      EXPECT_TRUE(cidr.ok()) << c.text << ": " << cidr.status();
+    } else {
+      ASSERT_FALSE(cidr.ok()) << c.text;
+      EXPECT_EQ(std::string(cidr.status().message()), c.error);
+    }
+    Cidr plain;
+    EXPECT_EQ(Cidr::Parse(c.text, &plain), c.error.empty()) << c.text;
+  }
 }
 
 TEST(CidrListTest, ParseNamesTheBadEntry) {
