@@ -19,10 +19,10 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
   if (status >= 200 && status < 300) {
     // The core owns 2xx reliability (RFC 3261 13.3.1.4).
     call.setup().a_2xx = out;
-    call.setup().a_2xx_interval = call.config->timers.t1;
-    call.setup().a_2xx_sends = 1;
-    call.setup().a_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
-    ArmTimer(call, &call.a_2xx_timer, call.setup().a_2xx_interval, kA2xxRetransmit);
+    ArmTimer(call, &call.a_2xx_timer,
+             call.setup().a_2xx_schedule.Start(context_.clock->Now(), call.config->timers.t1,
+                                               call.config->timers.t2),
+             kA2xxRetransmit);
   }
   transactions_->Respond(call.a_invite, status, std::move(out));
 }
@@ -291,17 +291,8 @@ void CallEngine::OnAttemptFailure(Call& call, size_t slot, int status, std::stri
   }
   if (status == 503 && response != nullptr) {
     // "503 with Retry-After": that next hop asked not to be bothered for a while.
-    if (const proto::HeaderField* retry = response->FindHeader(proto::HeaderId::kRetryAfter)) {
-      uint64_t seconds = 0;
-      size_t i = 0;
-      while (i < retry->value.size() && proto::IsDigit(retry->value[i]) && seconds < 86400)
-        seconds = seconds * 10 + static_cast<uint64_t>(retry->value[i++] - '0');
-      if (i > 0 && seconds > 0) {
-        if (resting_hops_.size() >= 1024) resting_hops_.clear();  // bounded, per shard
-        resting_hops_[setup.attempts[slot].peer.address] =
-            context_.clock->Now() + std::chrono::seconds(std::min<uint64_t>(seconds, 3600));
-      }
-    }
+    if (std::optional<proto::Duration> rest = HopHealth::RetryAfter(*response))
+      hop_health_.Rest(setup.attempts[slot].peer.address, context_.clock->Now() + *rest);
   }
   if ((response == nullptr || call.config->failover_on.Contains(status)) &&
       setup.next_hop < setup.hops.size()) {

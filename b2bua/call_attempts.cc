@@ -362,9 +362,7 @@ void CallEngine::OnAttemptTimeout(Call& call, size_t slot) {
 }
 
 bool CallEngine::HopResting(const Peer& destination) const {
-  if (dead_hops_.contains(destination.address)) return true;
-  auto it = resting_hops_.find(destination.address);
-  return it != resting_hops_.end() && it->second > context_.clock->Now();
+  return hop_health_.Skip(destination.address, context_.clock->Now());
 }
 
 void CallEngine::EndAttempt(Call& call, Attempt& attempt) {

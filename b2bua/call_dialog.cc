@@ -195,9 +195,10 @@ void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessag
     // Like the first 2xx, a re-INVITE's 2xx is ours to retransmit until its ACK.
     call.reinvite_2xx = out;
     call.reinvite_2xx_peer = *transactions_->ResponseDestination(relay.server);
-    call.reinvite_2xx_interval = call.config->timers.t1;
-    call.reinvite_2xx_deadline = context_.clock->Now() + call.config->timers.t1 * 64;
-    ArmTimer(call, &call.reinvite_2xx_timer, call.reinvite_2xx_interval, kReInvite2xxRetransmit);
+    ArmTimer(call, &call.reinvite_2xx_timer,
+             call.reinvite_2xx_schedule.Start(context_.clock->Now(), call.config->timers.t1,
+                                              call.config->timers.t2),
+             kReInvite2xxRetransmit);
   }
   transactions_->Respond(relay.server, status, std::move(out));
   if (status >= 200) call.relays.erase(it);

@@ -401,10 +401,12 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
         EndCall(call, CallOutcome::kNoAnswer);
       }
       return;
-    case kA2xxRetransmit:
+    case kA2xxRetransmit: {
       call.a_2xx_timer = {};
       if (call.state != Call::State::kAnswered) return;
-      if (context_.clock->Now() >= call.setup().a_2xx_deadline) {
+      const std::optional<proto::Duration> wait =
+          call.setup().a_2xx_schedule.Next(context_.clock->Now());
+      if (!wait) {
         // No ACK within 64*T1 (RFC 3261 13.3.1.4): confirm the callee, then BYE both legs.
         SendAckToB(call, call.b_invite_cseq, {}, {});
         call.b_acked = true;
@@ -414,16 +416,10 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
         return;
       }
       SendA2xx(call);
-      ++call.setup().a_2xx_sends;
       context_.counters->core_retransmissions_sent.Inc();
-      call.setup().a_2xx_interval = std::min<proto::Duration>(call.setup().a_2xx_interval * 2,
-                                                      call.config->timers.t2);
-      // The last wait ends exactly at 64*T1, not at the next doubling.
-      ArmTimer(call, &call.a_2xx_timer,
-               std::min<proto::Duration>(call.setup().a_2xx_interval,
-                                         call.setup().a_2xx_deadline - context_.clock->Now()),
-               kA2xxRetransmit);
+      ArmTimer(call, &call.a_2xx_timer, *wait, kA2xxRetransmit);
       return;
+    }
     case kMaxDuration:
       call.duration_timer = {};
       if (call.state == Call::State::kConfirmed || call.state == Call::State::kAnswered) {
@@ -431,18 +427,17 @@ void CallEngine::OnTimer(uint32_t kind, uint64_t cookie) {
         EndCall(call, CallOutcome::kAnswered);
       }
       return;
-    case kReInvite2xxRetransmit:
+    case kReInvite2xxRetransmit: {
       call.reinvite_2xx_timer = {};
-      if (!call.reinvite_pending || context_.clock->Now() >= call.reinvite_2xx_deadline) return;
+      if (!call.reinvite_pending) return;
+      const std::optional<proto::Duration> wait =
+          call.reinvite_2xx_schedule.Next(context_.clock->Now());
+      if (!wait) return;
       Send(call.reinvite_2xx_peer, call.reinvite_2xx);
       context_.counters->core_retransmissions_sent.Inc();
-      call.reinvite_2xx_interval =
-          std::min<proto::Duration>(call.reinvite_2xx_interval * 2, call.config->timers.t2);
-      ArmTimer(call, &call.reinvite_2xx_timer,
-               std::min<proto::Duration>(call.reinvite_2xx_interval,
-                                         call.reinvite_2xx_deadline - context_.clock->Now()),
-               kReInvite2xxRetransmit);
+      ArmTimer(call, &call.reinvite_2xx_timer, *wait, kReInvite2xxRetransmit);
       return;
+    }
     case kCancelGuard:
       call.cancel_guard = {};
       FinishSearch(call);

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "b2bua/config.h"
+#include "b2bua/hop_health.h"
 #include "b2bua/redirect_cache.h"
 #include "b2bua/redirect_policy.h"
 #include "b2bua/sip_tokens.h"
@@ -143,7 +144,7 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   /// the routes' next hops; a hop that stops answering is skipped until it answers again.
   void StartProbing();
   /// Owning shard only. Next hops currently considered dead by the probes.
-  size_t dead_hops() const { return dead_hops_.size(); }
+  size_t dead_hops() const { return hop_health_.dead_count(); }
 
   /// Owning shard only. A permanent redirect another shard learned (RedirectShare): kept
   /// in this shard's cache under the current config's cache_301 size, not shared again.
@@ -299,13 +300,10 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   absl::flat_hash_map<std::string_view, Call*, ViewHash, ViewEq> calls_by_call_id_;
   std::vector<std::unique_ptr<Call>> ended_;
   RedirectCache moved_permanently_;  // 301s learned here or by the other shards
-  absl::flat_hash_map<proto::NetAddress, proto::TimePoint> resting_hops_;  // 503 Retry-After
+  HopHealth hop_health_;  // 503 Retry-After rests and the probes' verdicts
   void ProbeNextHops();
   void SendProbe(const NextHop& hop, const proto::Peer& destination);
   void OnProbeResult(uint64_t cookie, bool answered);
-  uint64_t probe_round_ = 0;
-  std::vector<proto::NetAddress> probe_targets_;  // index = cookie & ~kProbeCookie
-  absl::flat_hash_set<proto::NetAddress> dead_hops_;
   proto::TimerId probe_timer_;
 };
 

@@ -16,6 +16,7 @@
 #include "b2bua/call_engine.h"
 #include "b2bua/leg_headers.h"
 #include "b2bua/log.h"
+#include "b2bua/reliable_2xx.h"
 #include "b2bua/target_search.h"
 #include "proto/sip_builder.h"
 #include "proto/sip_chars.h"
@@ -154,9 +155,7 @@ struct CallSetup {
   bool privacy_id = false;
   bool sent_181 = false;
   std::string a_2xx;   // the 2xx we retransmit until the caller's ACK
-  proto::TimePoint a_2xx_deadline{};
-  proto::Duration a_2xx_interval{};
-  int a_2xx_sends = 0;
+  Reliable2xxSchedule a_2xx_schedule;
 
   std::string b_to;           // the caller's To value (no tag): the attempts' To
   std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
@@ -263,8 +262,7 @@ struct CallEngine::Call {
   uint32_t reinvite_ack_cseq_out = 0;
   std::string reinvite_2xx;
   Peer reinvite_2xx_peer;
-  proto::Duration reinvite_2xx_interval{};
-  proto::TimePoint reinvite_2xx_deadline{};
+  Reliable2xxSchedule reinvite_2xx_schedule;
   proto::TimerId reinvite_2xx_timer;
 };
 

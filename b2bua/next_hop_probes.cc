@@ -9,7 +9,7 @@ void CallEngine::StartProbing() {
   context_.timers->Cancel(&probe_timer_);
   const proto::Duration interval = config_->probe.options_interval;
   if (interval <= proto::Duration::zero()) {
-    dead_hops_.clear();
+    hop_health_.ForgetDead();
     return;
   }
   // Spread the shards' first probes over the interval rather than all at once.
@@ -21,8 +21,7 @@ void CallEngine::StartProbing() {
 void CallEngine::ProbeNextHops() {
   const proto::Duration interval = config_->probe.options_interval;
   if (interval <= proto::Duration::zero()) return;
-  probe_targets_.clear();
-  const uint64_t round = ++probe_round_;
+  const uint64_t round = hop_health_.StartRound();
   for (const Route& route : config_->routes.routes()) {
     for (const NextHop& hop : route.next_hops) {
       proto::SipUri uri;
@@ -40,7 +39,7 @@ void CallEngine::ProbeNextHops() {
       context_.resolver->Resolve(
           uri.host, uri.port, transport, uri.scheme == proto::UriScheme::kSips,
           [this, round, hop](const proto::ResolvedTargets& result) {
-            if (round != probe_round_) return;
+            if (round != hop_health_.round()) return;
             for (const proto::ResolvedTarget& target : result.targets) {
               if (target.tls) continue;  // no TLS transport to probe over
               Peer resolved;
@@ -55,10 +54,8 @@ void CallEngine::ProbeNextHops() {
 }
 
 void CallEngine::SendProbe(const NextHop& hop, const Peer& destination) {
-  if (std::find(probe_targets_.begin(), probe_targets_.end(), destination.address) !=
-      probe_targets_.end())
-    return;
-  probe_targets_.push_back(destination.address);
+  const std::optional<size_t> slot = hop_health_.AddProbe(destination.address);
+  if (!slot) return;
   // The Call-ID names this shard, so the answer comes back here.
   std::string branch = tokens_.Branch('o');
   const bool v6 = hop.host.find(':') != std::string::npos;
@@ -72,16 +69,11 @@ void CallEngine::SendProbe(const NextHop& hop, const Peer& destination) {
       "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
   context_.counters->requests_sent[static_cast<size_t>(Method::kOptions)].Inc();
   transactions_->SendRequest(std::move(out), branch, Method::kOptions, destination,
-                             kProbeCookie | (probe_targets_.size() - 1));
+                             kProbeCookie | *slot);
 }
 
 void CallEngine::OnProbeResult(uint64_t cookie, bool answered) {
-  const size_t index = static_cast<size_t>(cookie & ~kProbeCookie);
-  if (index >= probe_targets_.size()) return;
-  if (answered)
-    dead_hops_.erase(probe_targets_[index]);
-  else
-    dead_hops_.insert(probe_targets_[index]);
+  hop_health_.OnProbeResult(static_cast<size_t>(cookie & ~kProbeCookie), answered);
 }
 
 }  // namespace b2bua
