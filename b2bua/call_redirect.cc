@@ -97,47 +97,20 @@ void CallEngine::LearnPermanentRedirect(std::string_view request_uri, std::strin
 }
 
 void CallEngine::WriteCallRecord(const Call& call, CallOutcome outcome) {
-  // One line, key=value, so log shippers parse it without a schema. The Call-ID is the
-  // caller's: that is what the caller's support desk will quote.
-  const std::string line = StrCat(
-      "call-record call_id=\"", call.a.call_id, "\" outcome=", CallOutcomeName(outcome),
-      " duration_ms=",
-      std::chrono::duration_cast<std::chrono::milliseconds>(context_.clock->Now() - call.started)
-          .count(),
+  context_.call_records->OnCallRecord(CallRecordLine(
+      call.a.call_id, CallOutcomeName(outcome), context_.clock->Now() - call.started,
       call.setup_state != nullptr ? RedirectRecord(*call.setup_state, call.started)
-                                   : call.redirect_record);
-  context_.call_records->OnCallRecord(line);
+                                  : call.redirect_record));
 }
 
 std::string CallEngine::RedirectRecord(const CallSetup& setup, proto::TimePoint call_started) {
-  const auto ms = [](proto::Duration d) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  };
-  const TargetSet& targets = setup.search.targets();
-  std::string out = StrCat(" request_uri=\"", setup.a_request_uri, "\" depth=",
-                           setup.search.max_depth_seen(), " loops=", setup.search.loops(),
-                           " refused=", setup.refused, " hops=[");
-  bool first = true;
-  for (uint16_t index : targets.attempt_order()) {
-    const Target& target = targets.at(index);
-    if (target.is_original()) continue;
-    StrAppend(&out, first ? "" : ",", "{target=\"", target.request_uri, "\" q=",
-              target.q_millis / 1000, ".", static_cast<char>('0' + target.q_millis / 100 % 10),
-              static_cast<char>('0' + target.q_millis / 10 % 10),
-              static_cast<char>('0' + target.q_millis % 10), " state=",
-              TargetStateName(target.state), " status=", target.status);
-    // Its last attempt: when it started (from the call's start) and how long it took.
-    const Attempt* attempt = nullptr;
-    for (const Attempt& a : setup.attempts)
-      if (!a.next_hop && a.target == index && a.invite != proto::kNoTransaction) attempt = &a;
-    if (attempt != nullptr && attempt->ended != proto::TimePoint{})
-      StrAppend(&out, " answer_ms=", ms(attempt->ended - attempt->started));
-    if (attempt != nullptr) StrAppend(&out, " start_ms=", ms(attempt->started - call_started));
-    out += '}';
-    first = false;
-  }
-  out += ']';
-  return out;
+  // The branches that went out: the route's next hops are not redirect hops.
+  std::vector<BranchRecord> branches;
+  for (const Attempt& attempt : setup.attempts)
+    if (!attempt.next_hop && attempt.invite != proto::kNoTransaction)
+      branches.push_back({attempt.target, attempt.started, attempt.ended});
+  return RedirectRecordFields(setup.a_request_uri, setup.search, setup.refused, branches,
+                              call_started);
 }
 
 }  // namespace b2bua

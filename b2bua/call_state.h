@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "b2bua/call_engine.h"
+#include "b2bua/call_record.h"
 #include "b2bua/leg_headers.h"
 #include "b2bua/log.h"
 #include "b2bua/reliable_2xx.h"
