@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "proto/sip_message.h"
+
 namespace b2bua {
 
 /// The shard that owns a Call-ID: the Call-IDs the B2BUA makes (TokenSource::CallId) name
@@ -19,6 +21,7 @@ class TokenSource {
  public:
   /// The prefix of every branch the B2BUA writes: RFC 3261's magic cookie, then "b2b".
   static constexpr std::string_view kBranchPrefix = "z9hG4bKb2b";
+  static_assert(kBranchPrefix.starts_with(proto::kBranchMagicCookie));
 
   explicit TokenSource(uint32_t shard_index) : shard_index_(shard_index) {}
 

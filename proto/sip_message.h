@@ -136,6 +136,10 @@ struct Contact {
   ContactDefect defect = ContactDefect::kNone;
 };
 
+/// RFC 3261 8.1.1.7: every branch of an RFC 3261 element starts with this, so that
+/// transactions can be matched by branch alone (17.2.3).
+inline constexpr std::string_view kBranchMagicCookie = "z9hG4bK";
+
 struct Via {
   std::string_view text;           // the whole value
   std::string_view protocol_name;  // "SIP"

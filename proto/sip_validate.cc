@@ -53,7 +53,7 @@ Problem ValidateRequest(const SipMessage& request, const RequestPolicy& policy,
     if (!ruri.IsSip() && ruri.scheme != UriScheme::kTel)
       return Reject(Defect::kUnsupportedUriScheme, 416);
     // A branch that is only the RFC 3261 cookie identifies no transaction (RFC 4475 3.2.1).
-    if (request.top_via()->branch == "z9hG4bK")
+    if (request.top_via()->branch == kBranchMagicCookie)
       return Reject(Defect::kBadBranch, 400, HeaderId::kVia);
     if (request.max_forwards() == 0) return Reject(Defect::kTooManyHops, 483);
     if (request.method() == Method::kRegister && !request.to().uri.IsSip())

@@ -19,7 +19,6 @@ namespace {
 
 // RFC 3261 8.1.1.7: a branch starting with this was made by an RFC 3261 element and is
 // unique, so it alone (plus sent-by and method) names the transaction.
-constexpr std::string_view kMagicCookie = "z9hG4bK";
 // Separates the parts of a matching key. No SIP header value or URI can contain it, so
 // two different tuples never produce the same key.
 constexpr char kKeySeparator = '\x1f';
@@ -59,7 +58,7 @@ enum class State : uint8_t {
 
 bool IsClient(Role role) { return role == Role::kInviteClient || role == Role::kNonInviteClient; }
 
-bool HasMagicCookie(std::string_view branch) { return branch.starts_with(kMagicCookie); }
+bool HasMagicCookie(std::string_view branch) { return branch.starts_with(kBranchMagicCookie); }
 
 void AppendKeyPart(std::string* key, std::string_view part) {
   key->append(part);

@@ -206,8 +206,9 @@ TEST(HeaderIdTest, EveryKnownNameRoundTrips) {
     EXPECT_EQ(LookupHeaderId(Lower(name)), id);
     // One letter more or less is another header ("T" is the compact form of To).
     EXPECT_EQ(LookupHeaderId(std::string(name) + "s"), HeaderId::kOther);
-    if (name.size() > 2)
+    if (name.size() > 2) {
       EXPECT_EQ(LookupHeaderId(name.substr(0, name.size() - 1)), HeaderId::kOther);
+    }
   }
   EXPECT_EQ(LookupHeaderId("user-agent"), HeaderId::kUserAgent);
   EXPECT_EQ(LookupHeaderId("WWW-Authenticate"), HeaderId::kWwwAuthenticate);
