@@ -37,21 +37,6 @@ std::string_view PolicyDecisionName(PolicyDecision decision) {
   return "unknown";
 }
 
-TargetKind Classify(const Target& target) {
-  proto::SipUri uri;
-  if (target.ParseRequestUri(&uri) != proto::UriError::kNone) return TargetKind::kOther;
-  switch (uri.scheme) {
-    case proto::UriScheme::kSip:
-    case proto::UriScheme::kSips:
-      return TargetKind::kSipUri;
-    case proto::UriScheme::kTel:
-      return TargetKind::kTelNumber;
-    case proto::UriScheme::kOther:
-      return TargetKind::kOther;
-  }
-  return TargetKind::kOther;
-}
-
 ConfiguredRedirectPolicy::ConfiguredRedirectPolicy(RedirectSecurity security, bool replace_to)
     : security_(std::move(security)), replace_to_(replace_to) {}
 

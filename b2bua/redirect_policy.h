@@ -30,7 +30,7 @@ struct RedirectSecurity {
   proto::CidrList allow_cidrs;
   proto::CidrList deny_cidrs;
   /// Schemes, case-insensitive. Add "tel" when the route table can route numbers: tel:
-  /// targets are then accepted here and re-routed by number (see Classify()).
+  /// targets are then accepted here; the engine re-routes them by number.
   std::vector<std::string> allowed_schemes = {"sip", "sips"};
 };
 
@@ -44,16 +44,6 @@ enum class PolicyDecision : uint8_t {
 
 /// "accept", "accept-replace", ... for logs. Static storage.
 std::string_view PolicyDecisionName(PolicyDecision decision);
-
-/// What a target names, for the engine to pick how to reach it.
-enum class TargetKind : uint8_t {
-  kSipUri,     // a sip: or sips: URI, sent to its host (or through the route table)
-  kTelNumber,  // a tel: URI: a number, routed by the route table as a called number
-  kOther,      // any other scheme, or a URI that does not parse
-};
-
-/// Safe from any thread. Classifies `target` by the scheme of its Request-URI.
-TargetKind Classify(const Target& target);
 
 /// The application's say on each redirect target, as PJSIP's on_redirected() callback: the
 /// engine calls Decide() once per target, just before sending to it.
@@ -106,7 +96,6 @@ class ConfiguredRedirectPolicy : public RedirectPolicy {
   /// Safe from any thread. The scheme rule alone.
   bool SchemeAllowed(std::string_view scheme) const;
 
-  const RedirectSecurity& security() const { return security_; }
   bool replace_to() const { return replace_to_; }
 
  private:

@@ -94,15 +94,6 @@ TEST(ConfiguredRedirectPolicyTest, TelIsAcceptedWhenMapped) {
   EXPECT_EQ(DecideFor(policy, "sips:a@example.com"), PolicyDecision::kReject);
 }
 
-TEST(ClassifyTest, TellsSipTelAndOther) {
-  EXPECT_EQ(Classify(*OneTarget("sip:a@example.com")), TargetKind::kSipUri);
-  EXPECT_EQ(Classify(*OneTarget("sips:a@example.com")), TargetKind::kSipUri);
-  EXPECT_EQ(Classify(*OneTarget("sip:+15551234@gw.example.com;user=phone")), TargetKind::kSipUri);
-  EXPECT_EQ(Classify(*OneTarget("tel:+15551234")), TargetKind::kTelNumber);
-  EXPECT_EQ(Classify(*OneTarget("mailto:a@example.com")), TargetKind::kOther);
-  EXPECT_EQ(Classify(Target{}), TargetKind::kOther);  // nothing to parse
-}
-
 // ---------------------------------------------------------------------------------------
 // Hosts.
 
@@ -220,15 +211,9 @@ TEST(ConfiguredRedirectPolicyTest, DecidesTheTargetsOfA3xx) {
       std::make_unique<ConfiguredRedirectPolicy>(std::move(security), false);
 
   std::vector<PolicyDecision> decisions;
-  std::vector<TargetKind> kinds;
-  while (Target* target = set.NextPending()) {
-    decisions.push_back(policy->Decide(*target, 7));
-    kinds.push_back(Classify(*target));
-  }
+  while (Target* target = set.NextPending()) decisions.push_back(policy->Decide(*target, 7));
   EXPECT_THAT(decisions, ElementsAre(PolicyDecision::kAccept, PolicyDecision::kReject,
                                      PolicyDecision::kAccept, PolicyDecision::kReject));
-  EXPECT_THAT(kinds, ElementsAre(TargetKind::kSipUri, TargetKind::kSipUri,
-                                 TargetKind::kTelNumber, TargetKind::kSipUri));
 }
 
 TEST(PolicyDecisionNameTest, NamesEveryDecision) {
