@@ -1235,6 +1235,25 @@ TEST_F(TransactionLayerTest, CancelInviteBuildsTheCancelFromTheStoredInvite) {
   EXPECT_EQ(sink_.sent.size(), sent) << "nothing left to cancel after the final response";
 }
 
+TEST_F(TransactionLayerTest, CancelInviteCarriesTheGivenReason) {
+  // RFC 3326: a forking B2BUA says why the losing branches are cancelled.
+  const std::string invite = ClientRequest("INVITE");
+  TransactionId id = SendInvite(kCallee);
+  Deliver(ResponseTo(invite, 180, "Ringing", kFarTag), kCallee);
+  const std::string reason = "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\r\n";
+  layer_->CancelInvite(id, reason);
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  Parsed cancel = Parse(sink_.sent[1].bytes);
+  EXPECT_EQ(cancel->method(), Method::kCancel);
+  const HeaderField* header = cancel->FindHeader("Reason");
+  ASSERT_NE(header, nullptr);
+  EXPECT_EQ(header->value, "SIP;cause=200;text=\"Call completed elsewhere\"");
+  // The rest is the CANCEL RFC 3261 9.1 builds, the Reason line added before the body.
+  std::string expected = ClientRequest("CANCEL");
+  expected.insert(expected.find("Content-Length:"), reason);
+  EXPECT_EQ(sink_.sent[1].bytes, expected);
+}
+
 TEST_F(TransactionLayerTest, SendCancelAfterFinalIsDropped) {
   const std::string invite = ClientRequest("INVITE");
   TransactionId id = SendInvite(kCallee);
