@@ -83,7 +83,7 @@ struct RedirectSettings {
   RedirectToUri to_uri = RedirectToUri::kKeep;
   /// Final answers from a target after which the next target is tried; any other final
   /// answer goes to the caller.
-  StatusCodeSet try_next_on = StatusCodeSet::Classes({4, 5});
+  StatusCodeSet try_next_on = StatusCodeSet::FailureClasses();
   /// Add History-Info (RFC 7044) entries for each retargeting.
   bool history_info = true;
   /// Add a Diversion header (RFC 5806) for each retargeting.

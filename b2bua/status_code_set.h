@@ -36,6 +36,13 @@ class StatusCodeSet {
   }
   bool empty() const { return bits_.none(); }
 
+  /// 4xx and 5xx, built once: a default that objects made per call copy rather than fill
+  /// bit by bit.
+  static const StatusCodeSet& FailureClasses() {
+    static const StatusCodeSet kFailures = Classes({4, 5});
+    return kFailures;
+  }
+
   friend bool operator==(const StatusCodeSet&, const StatusCodeSet&) = default;
 
  private:

@@ -53,7 +53,7 @@ struct SearchSettings {
   int max_depth = 5;
   EarlyMedia early_media = EarlyMedia::kFirst;
   /// Finals after which the search goes on; any other ends it.
-  StatusCodeSet try_next_on = StatusCodeSet::Classes({4, 5});
+  StatusCodeSet try_next_on = StatusCodeSet::FailureClasses();
 
   static SearchSettings From(const RedirectSettings& redirect);
 };
