@@ -11,7 +11,7 @@ void CallEngine::AnswerCaller(Call& call, int status, std::string_view reason,
   if (call.a_final_sent) return;
   std::string out = call.setup().a_head.Start(status, reason, call.a_tag);
   if (status < 300 && status > 100)
-    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
+    AppendHeader(out, "Contact", ContactFor(call, call.a.peer.transport));
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
   context_.counters->responses_sent[status / 100].Inc();
@@ -112,7 +112,7 @@ void CallEngine::OnAttemptResponse(Call& call, size_t slot, const SipMessage& re
     const ProvisionalRelay relay =
         setup.search.OnProvisional(attempt.target, !response.body().empty());
     std::string out = setup.a_head.Start(status, response.reason_phrase(), call.a_tag);
-    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
+    AppendHeader(out, "Contact", ContactFor(call, call.a.peer.transport));
     StrAppend(&out, PassedHeaders(response, call.config->headers,
                                   IdentityFrom(call.config->access, attempt.peer)));
     if (relay == ProvisionalRelay::kRelay)
@@ -244,6 +244,7 @@ void CallEngine::AcceptInvite2xx(Call& call, const SipMessage& response) {
     context_.counters->redirect_extra_delay_seconds.Observe(
         std::chrono::duration<double>(context_.clock->Now() - call.setup().first_redirect).count());
   }
+  call.ends = context_.clock->Now() + call.config->limits.max_call_duration;
   ArmTimer(call, &call.duration_timer, call.config->limits.max_call_duration, kMaxDuration);
   AnswerCaller(call, response.status_code(), response.reason_phrase(),
                PassedHeaders(response, call.config->headers,

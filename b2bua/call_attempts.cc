@@ -52,7 +52,7 @@ bool CallEngine::SendBLegInvite(Call& call, size_t slot, const Peer& destination
   AppendHeader(out, "To", attempt.to.empty() ? setup.b_to : attempt.to);
   AppendHeader(out, "Call-ID", call.b.call_id);
   StrAppend(&out, "CSeq: ", attempt.cseq, " INVITE\r\n");
-  AppendHeader(out, "Contact", ContactFor(destination.transport));
+  AppendHeader(out, "Contact", ContactFor(call, destination.transport));
   if (!attempt.next_hop && call.in_redirect) {
     if (settings.history_info && !attempt.history.empty())
       AppendHeader(out, "History-Info", attempt.history);

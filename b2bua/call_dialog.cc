@@ -64,6 +64,7 @@ void CallEngine::OnAck(const SipMessage& ack, const Peer& source) {
     SendAckToB(call, call.b_invite_cseq, ack.body(), ack.content_type());
     call.b_acked = true;
     ReleaseSetupState(call);
+    Replicate(call);
     return;
   }
   if (call.reinvite_pending && from_a == call.reinvite_from_a &&
@@ -85,7 +86,7 @@ TransactionId CallEngine::SendInDialogRequest(Call& call, bool to_b_leg, Method 
   std::string out = StartDialogRequest(dialog, method_text, branch, cseq);
   if (method == Method::kInvite || method == Method::kUpdate || method == Method::kNotify ||
       method == Method::kRefer || method == Method::kSubscribe)
-    AppendHeader(out, "Contact", ContactFor(dialog.peer.transport));
+    AppendHeader(out, "Contact", ContactFor(call, dialog.peer.transport));
   StrAppend(&out, extra);
   AppendBody(out, body, content_type);
   context_.counters->requests_sent[static_cast<size_t>(method)].Inc();
@@ -163,6 +164,8 @@ void CallEngine::OnInDialogRequest(Call& call, TransactionId id, const SipMessag
     call.reinvite_from_a = from_a;
     call.reinvite_ack_cseq_in = request.cseq().number;
   }
+  // Both legs' CSeqs moved: a survivor taking the call over must number above them.
+  Replicate(call);
 }
 
 void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessage& response) {
@@ -177,7 +180,8 @@ void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessag
   }
   std::string out = relay.head.Start(status, response.reason_phrase(), {});
   if (status < 300 && (relay.method == Method::kInvite || relay.method == Method::kUpdate))
-    AppendHeader(out, "Contact", ContactFor((relay.from_a ? call.a.peer : call.b.peer).transport));
+    AppendHeader(out, "Contact",
+                 ContactFor(call, (relay.from_a ? call.a.peer : call.b.peer).transport));
   if (status >= 200 && status < 300 && relay.method == Method::kInvite) {
     // The answering leg's 2xx is ACKed when the offering leg ACKs ours (end to end).
     Dialog& answering = relay.from_a ? call.b : call.a;
@@ -201,7 +205,13 @@ void CallEngine::OnRelayedResponse(Call& call, TransactionId id, const SipMessag
              kReInvite2xxRetransmit);
   }
   transactions_->Respond(relay.server, status, std::move(out));
-  if (status >= 200) call.relays.erase(it);
+  if (status >= 200) {
+    const bool refreshed = status < 300 && (relay.method == Method::kInvite ||
+                                            relay.method == Method::kUpdate);
+    call.relays.erase(it);
+    // A re-INVITE or UPDATE may have moved a remote target.
+    if (refreshed) Replicate(call);
+  }
 }
 
 void CallEngine::OnStrayResponse(const SipMessage& response, const Peer& source) {

@@ -104,6 +104,8 @@ void CallEngine::OnRequest(TransactionId id, const SipMessage& request, const Pe
   if (!request.to().tag.empty()) {
     Call* call = FindByCallId(request.call_id());
     if (call == nullptr) {
+      // Cluster mode: a call of a dead instance, routed here by its token.
+      if (TryAdopt(id, request, source)) return;
       RespondStateless(id, request, 481, "Call/Transaction Does Not Exist", {});
       return;
     }
@@ -486,6 +488,9 @@ void CallEngine::EndCall(Call& call, CallOutcome outcome) {
   context_.timers->Cancel(&call.reinvite_2xx_timer);
   context_.timers->Cancel(&call.b_ack_timer);
   if (had_dialogs) context_.counters->dialogs_active.Dec(2);
+  if (call.replicated) context_.dialog_store->Remove(DialogKeyOf(call));
+  call.replicated = false;
+  if (call.adopted) adopted_keys_.erase(call.cookie);
   if (call.held_route_load != nullptr) call.held_route_load->calls.Release();
   call.held_route_load = nullptr;
   if (call.source_counted && context_.call_limits != nullptr)

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "b2bua/config.h"
+#include "b2bua/dialog_store.h"
 #include "b2bua/hop_health.h"
 #include "b2bua/redirect_cache.h"
 #include "b2bua/redirect_policy.h"
@@ -97,20 +98,17 @@ struct ShardContext {
   TlsServerNames* tls_names = nullptr;
   /// Where a learned 301 goes for the other shards; null: it stays in this shard.
   RedirectShare* redirect_share = nullptr;
+  /// Cluster mode (config `cluster:`): where confirmed calls are replicated, and the clock
+  /// their deadlines are written in. Null: a single box.
+  DialogStore* dialog_store = nullptr;
+  const WallClock* wall_clock = nullptr;
+  /// This instance's id and start time (for dialog keys unique across restarts), and the
+  /// front "HOST:PORT" both legs' Contact names in cluster mode.
+  std::string instance_id;
+  uint64_t boot_epoch = 0;
+  std::string front;
 };
 
-
-/// One side of a bridged call, seen from the B2BUA: the dialog state RFC 3261 12.1 keeps.
-struct Dialog {
-  std::string call_id;
-  std::string local_party;   // our From (B-leg) or To (A-leg) value, with our tag
-  std::string remote_party;  // the peer's name-addr, with its tag once known
-  std::string remote_target; // the peer's Contact URI
-  std::vector<std::string> route_set;  // Route values in the order they are sent
-  uint32_t local_cseq = 0;
-  uint32_t remote_cseq = 0;
-  proto::Peer peer;          // where in-dialog requests to this side go
-};
 
 /// The B2BUA core of one shard: bridges the A-leg (the caller's dialog, where the B2BUA is
 /// the UAS) and the B-leg (towards the callee, where it is the UAC), routes, fails over
@@ -293,6 +291,36 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   // What Via and Contact name for a leg over `transport`: the TLS listener for TLS.
   const std::string& HostPortFor(proto::TransportKind transport) const;
   const std::string& ContactFor(proto::TransportKind transport) const;
+  /// The Contact of `call`'s legs: in cluster mode the front with the call's routing token
+  /// (valid until the next call of this), else ContactFor(transport).
+  const std::string& ContactFor(const Call& call, proto::TransportKind transport);
+  std::string cluster_contact_;  // scratch of the above
+
+  // Cluster mode (call_cluster.cc).
+  bool clustered() const { return context_.dialog_store != nullptr; }
+  /// The call's key in the dialog store and in both legs' routing token.
+  std::string DialogKeyOf(const Call& call) const;
+  absl::flat_hash_map<uint64_t, std::string> adopted_keys_;  // by cookie
+  /// Writes a confirmed call to the dialog store (again, after a change an in-dialog
+  /// request needs).
+  void Replicate(Call& call);
+  DialogRecord RecordOf(const Call& call) const;
+  proto::Duration DialogTtl(const Call& call) const;
+  /// An in-dialog request for a call this shard does not hold: when its routing token names
+  /// a dialog, take it over from the store and handle the request then. False: not ours.
+  bool TryAdopt(proto::TransactionId id, const proto::SipMessage& request,
+                const proto::Peer& source);
+  void OnAdopted(const std::string& key, AdoptOutcome outcome,
+                 std::optional<DialogRecord> record);
+  /// Requests waiting for their dialog to come back from the store, by key.
+  struct HeldRequest {
+    proto::TransactionId id;
+    std::string bytes;
+    proto::Peer source;
+  };
+  absl::flat_hash_map<std::string, std::vector<HeldRequest>> adopting_;
+  size_t held_requests_ = 0;
+  std::unique_ptr<proto::SipMessage> reparsed_;
 
   absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
   // Both legs' Call-IDs, viewing the Call's own copies (never changed once set): no second

@@ -82,7 +82,7 @@ void CallEngine::OnRedirect(Call& call, size_t slot, const SipMessage& response)
   if (settings.send_181 && !setup.sent_181 && !call.a_final_sent) {
     setup.sent_181 = true;
     std::string out = setup.a_head.Start(181, "Call Is Being Forwarded", call.a_tag);
-    AppendHeader(out, "Contact", ContactFor(call.a.peer.transport));
+    AppendHeader(out, "Contact", ContactFor(call, call.a.peer.transport));
     AppendBody(out, {}, {});
     context_.counters->responses_sent[1].Inc();
     transactions_->Respond(call.a_invite, 181, std::move(out));

@@ -229,8 +229,14 @@ struct CallEngine::Call {
   // `config` (and in later snapshots that inherited it).
   RouteLoad* held_route_load = nullptr;
   bool source_counted = false;
+  // Cluster mode: whether the store holds the call (so EndCall removes it), and whether it
+  // was taken over from another instance (its key is then in adopted_keys_, not derived
+  // from the cookie: see DialogKeyOf()).
+  bool replicated = false;
+  bool adopted = false;
   proto::NetAddress source_address;  // the caller's address, for max_calls_per_source
   proto::TimePoint started;
+  proto::TimePoint ends{};  // when max_call_duration ends it, once answered
   std::unique_ptr<CallSetup> setup_state;
   // The redirect part of the call record, written when the set-up state is freed.
   std::string redirect_record;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
 #include <utility>
@@ -40,6 +41,15 @@ absl::Status Loader::ReadLimits(const YAML::Node& node, LimitsConfig* out) const
   if (auto* n = f.Find("drain_timeout"))
     B2BUA_CONFIG_RETURN_IF_ERROR(
         ReadDuration(*n, "limits.drain_timeout", 0s, 1h, &out->drain_timeout));
+  return absl::OkStatus();
+}
+
+absl::Status Loader::ReadIpPort(const YAML::Node& node, std::string_view path,
+                                std::string* out) const {
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(node, path, "IP:PORT", out));
+  proto::NetAddress address;
+  if (!proto::NetAddress::ParseIpPort(*out, &address) || address.port() == 0)
+    return Error(node, path, StrCat("'", *out, "' is not IP:PORT"));
   return absl::OkStatus();
 }
 
@@ -188,12 +198,8 @@ absl::Status Loader::ReadTls(const YAML::Node& node, TlsConfig* out) const {
                                        {"listen", "certificate", "private_key", "ca",
                                         "verify_peer", "min_version", "handshake_timeout"},
                                        &f));
-  if (auto* n = f.Find("listen")) {
-    B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(*n, "tls.listen", "IP:PORT", &out->listen));
-    proto::NetAddress address;
-    if (!proto::NetAddress::ParseIpPort(out->listen, &address) || address.port() == 0)
-      return Error(*n, "tls.listen", StrCat("'", out->listen, "' is not IP:PORT"));
-  }
+  if (auto* n = f.Find("listen"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadIpPort(*n, "tls.listen", &out->listen));
   if (auto* n = f.Find("certificate"))
     B2BUA_CONFIG_RETURN_IF_ERROR(
         ReadScalar(*n, "tls.certificate", "a file", &out->settings.certificate));
@@ -262,12 +268,58 @@ absl::Status Loader::ReadProbe(const YAML::Node& node, ProbeConfig* out) const {
   return absl::OkStatus();
 }
 
+absl::Status Loader::ReadCluster(const YAML::Node& node, ClusterConfig* out) const {
+  Fields f;
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(node, "cluster",
+                                       {"instance_id", "front", "redis", "key_prefix",
+                                        "redis_timeout", "dialog_ttl_margin",
+                                        "ready_without_redis"},
+                                       &f));
+  const YAML::Node* id = f.Find("instance_id");
+  const YAML::Node* front = f.Find("front");
+  if (id == nullptr || front == nullptr)
+    return Error(node, "cluster", "needs instance_id and front (or remove the section)");
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(*id, "cluster.instance_id", "a word", &out->instance_id));
+  // The id is written into routing tokens that stand in SIP URIs and Redis keys.
+  const bool id_ok = !out->instance_id.empty() && out->instance_id.size() <= 16 &&
+                     std::all_of(out->instance_id.begin(), out->instance_id.end(), [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+                     });
+  if (!id_ok)
+    return Error(*id, "cluster.instance_id",
+                 StrCat("'", out->instance_id, "' must be 1 to 16 of a-z and 0-9"));
+  B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(*front, "cluster.front", "HOST:PORT", &out->front));
+  {
+    const size_t colon = out->front.rfind(':');
+    proto::SipUri uri;
+    const std::string probe = StrCat("sip:", out->front);
+    if (colon == std::string::npos || colon + 1 == out->front.size() ||
+        proto::ParseUri(probe, &uri) != proto::UriError::kNone || uri.port == 0 ||
+        !uri.user.empty() || !uri.params.empty())
+      return Error(*front, "cluster.front",
+                   StrCat("'", out->front, "' is not HOST:PORT (e.g. 192.0.2.10:5060)"));
+  }
+  if (auto* n = f.Find("redis"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadIpPort(*n, "cluster.redis", &out->redis));
+  if (auto* n = f.Find("key_prefix"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadScalar(*n, "cluster.key_prefix", "a word", &out->key_prefix));
+  if (auto* n = f.Find("redis_timeout"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "cluster.redis_timeout", 10ms, 10s, &out->redis_timeout));
+  if (auto* n = f.Find("dialog_ttl_margin"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(
+        ReadDuration(*n, "cluster.dialog_ttl_margin", 1s, 24h, &out->dialog_ttl_margin));
+  if (auto* n = f.Find("ready_without_redis"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadBool(*n, "cluster.ready_without_redis", &out->ready_without_redis));
+  return absl::OkStatus();
+}
+
 absl::Status Loader::Load(const YAML::Node& root, Config* config) {
   Fields f;
   B2BUA_CONFIG_RETURN_IF_ERROR(ReadMap(
       root, "",
       {"access", "limits", "timers", "udp", "tcp", "tls", "headers", "redirect",
-       "failover_on", "probe", "routes"},
+       "failover_on", "probe", "cluster", "routes"},
       &f));
   if (auto* n = f.Find("access")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadAccess(*n, &config->access));
   if (auto* n = f.Find("limits")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadLimits(*n, &config->limits));
@@ -282,6 +334,8 @@ absl::Status Loader::Load(const YAML::Node& root, Config* config) {
   if (auto* n = f.Find("failover_on"))
     B2BUA_CONFIG_RETURN_IF_ERROR(ReadStatusSet(*n, "failover_on", &config->failover_on));
   if (auto* n = f.Find("probe")) B2BUA_CONFIG_RETURN_IF_ERROR(ReadProbe(*n, &config->probe));
+  if (auto* n = f.Find("cluster"))
+    B2BUA_CONFIG_RETURN_IF_ERROR(ReadCluster(*n, &config->cluster));
   // Routes come last: each one starts from the global redirect settings read above,
   // wherever the redirect: section sits in the file.
   std::vector<Route> routes;

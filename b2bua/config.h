@@ -99,6 +99,30 @@ struct TlsConfig {
   friend bool operator==(const TlsConfig&, const TlsConfig&) = default;
 };
 
+/// One instance of a cluster behind a front (deploy/cluster): confirmed calls are kept in
+/// Redis, and both legs' Contact names the front with a routing token, so that another
+/// instance can take a call over when this one dies. Absent: a single box, as before.
+/// Read at start only; a reload keeps the running values.
+struct ClusterConfig {
+  /// [a-z0-9], at most 16: written into every call's routing token. Empty: no cluster.
+  std::string instance_id;
+  /// "HOST:PORT" the far ends' in-dialog requests are sent to (the Contact's host).
+  std::string front;
+  /// "IP:PORT" of the Redis server.
+  std::string redis = "127.0.0.1:6379";
+  std::string key_prefix = "b2bua:dialog:";
+  /// A Redis command not answered within this counts as failed.
+  std::chrono::milliseconds redis_timeout = std::chrono::milliseconds(500);
+  /// A dialog key lives this long past the call's max_call_duration deadline, so a crash
+  /// leaves nothing behind for ever.
+  std::chrono::milliseconds dialog_ttl_margin = std::chrono::seconds(60);
+  /// /readyz stays ready while Redis is unreachable (calls go on unreplicated).
+  bool ready_without_redis = true;
+
+  bool enabled() const { return !instance_id.empty(); }
+  friend bool operator==(const ClusterConfig&, const ClusterConfig&) = default;
+};
+
 /// Sending an OPTIONS request to each next hop to notice that it is down before a call
 /// does.
 struct ProbeConfig {
@@ -122,6 +146,7 @@ struct Config {
   /// transaction timeout always does.
   StatusCodeSet failover_on = StatusCodeSet::Codes({408, 500, 502, 503, 504});
   ProbeConfig probe;
+  ClusterConfig cluster;
   RouteTable routes;
   /// Where the configuration came from (a path or "<built-in default>"), for logs.
   std::string source;

@@ -109,6 +109,8 @@ class Loader {
   absl::Status ReadLimits(const YAML::Node& node, LimitsConfig* out) const;
   absl::Status ReadAccess(const YAML::Node& node, AccessConfig* out) const;
   absl::Status ReadFlood(const YAML::Node& node, FloodSettings* out) const;
+  /// An "IP:PORT" scalar with a port that is not 0.
+  absl::Status ReadIpPort(const YAML::Node& node, std::string_view path, std::string* out) const;
   absl::Status ReadCidrList(const YAML::Node& node, std::string_view path,
                             proto::CidrList* out) const;
   absl::Status ReadTimers(const YAML::Node& node, TimersConfig* out) const;
@@ -127,6 +129,7 @@ class Loader {
   absl::Status ReadDomains(const YAML::Node& node, std::string_view path,
                            std::vector<std::string>* out) const;
   absl::Status ReadProbe(const YAML::Node& node, ProbeConfig* out) const;
+  absl::Status ReadCluster(const YAML::Node& node, ClusterConfig* out) const;
   absl::Status ReadRoutes(const YAML::Node& node, const RedirectSettings& global,
                           std::vector<Route>* out) const;
   absl::Status ReadRoute(const YAML::Node& node, std::string_view path,

@@ -73,6 +73,17 @@ std::string_view RedirectFailureName(RedirectFailure reason) {
   return "other";
 }
 
+std::string_view AdoptFailureName(AdoptFailure reason) {
+  switch (reason) {
+    case AdoptFailure::kNotFound: return "not_found";
+    case AdoptFailure::kOwnedByOther: return "owned_by_other";
+    case AdoptFailure::kUnavailable: return "unavailable";
+    case AdoptFailure::kOverload: return "overload";
+    case AdoptFailure::kCount: break;
+  }
+  return "unknown";
+}
+
 std::string_view HandshakeFailureName(HandshakeFailure reason) {
   switch (reason) {
     case HandshakeFailure::kTimeout: return "timeout";

@@ -132,6 +132,16 @@ enum class HandshakeFailure : uint8_t {
 };
 std::string_view HandshakeFailureName(HandshakeFailure reason);
 
+/// Why an instance did not take a call over (b2bua_cluster_adoptions_failed_total{reason}).
+enum class AdoptFailure : uint8_t {
+  kNotFound,     // no such dialog in the store (ended, expired, never replicated)
+  kOwnedByOther, // another instance took it first
+  kUnavailable,  // the store did not answer
+  kOverload,     // too many requests already waiting for the store on this shard
+  kCount,
+};
+std::string_view AdoptFailureName(AdoptFailure reason);
+
 /// Index of a stream transport in the by-transport counters.
 inline constexpr size_t kTcpIndex = 0;
 inline constexpr size_t kTlsIndex = 1;
@@ -206,6 +216,12 @@ struct alignas(64) ShardCounters {
   Counter redirect_cache_hits;
   FixedHistogram<6> redirect_depth{{0, 1, 2, 3, 5, 8}};
   FixedHistogram<9> redirect_extra_delay_seconds{{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+
+  // Cluster: confirmed calls written to the dialog store, calls taken over from it, and
+  // takeovers that did not happen, by AdoptFailure.
+  Counter dialogs_replicated;
+  Counter dialogs_adopted;
+  std::array<Counter, static_cast<size_t>(AdoptFailure::kCount)> adoptions_failed;
 
   // Survivable "cannot happen" cases (Envoy's ENVOY_BUG).
   Counter internal_bugs;

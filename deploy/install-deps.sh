@@ -30,6 +30,10 @@ packages=(
   fail2ban
   # SIP scanners (svmap, svwar) the edge must stay silent to (tests/integration/test_edge.py)
   sipvicious
+  # the cluster: dialogs kept in Redis (hiredis, async, on each shard's io_context) so that
+  # another instance can take a call over; Kamailio's dispatcher as the front (deploy/cluster,
+  # tests/integration/test_cluster.py) and as the load reference in bench/sipp
+  libhiredis-dev redis-server kamailio
 )
 
 missing=()
@@ -47,6 +51,12 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The tests start their own redis-server on a free loopback port; a system one the package
+# may have started is not needed.
+if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null 2>&1 &&
+    systemctl is-active --quiet redis-server 2>/dev/null; then
+  $SUDO systemctl disable --now redis-server || true
+fi
 # Only fail2ban-regex is wanted here: a fail2ban service the package may have started
 # would watch this machine's own logins (its sshd jail is on by default).
 if [[ " ${missing[*]} " == *" fail2ban "* ]] && command -v systemctl >/dev/null 2>&1 &&

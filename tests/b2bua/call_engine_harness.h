@@ -264,6 +264,8 @@ struct Caller {
   uint16_t source_port = kCallerPort;
   std::string extra;   // more header lines for the INVITE
   std::string to_tag;  // learned from the B2BUA's responses
+  // Where in-dialog requests go (RFC 3261 12.2.1.1): the B2BUA's Contact.
+  std::string remote_target = "sip:b2bua@127.0.0.1:5060";
   uint32_t next_cseq = 314160;
   int requests = 0;
 
@@ -302,7 +304,7 @@ struct Caller {
 
   // The ACK for a 2xx: a transaction of its own (new branch), sent to our Contact.
   std::string Ack2xx() {
-    return "ACK sip:b2bua@127.0.0.1:5060 SIP/2.0\r\n" +
+    return "ACK " + remote_target + " SIP/2.0\r\n" +
            Via("z9hG4bKcallerack" + std::to_string(++requests)) +
            "Max-Forwards: 70\r\n"
            "From: " + From() + "\r\n"
@@ -339,7 +341,7 @@ struct Caller {
   // An INVITE (re-INVITE) carries our Contact and `body` as SDP.
   std::string InDialog(std::string_view method, std::string_view body = {}) {
     last_cseq = next_cseq++;
-    std::string out = std::string(method) + " sip:b2bua@127.0.0.1:5060 SIP/2.0\r\n" +
+    std::string out = std::string(method) + " " + remote_target + " SIP/2.0\r\n" +
                       Via("z9hG4bKcaller" + std::string(method) + std::to_string(++requests)) +
                       "Max-Forwards: 70\r\n"
                       "From: " + From() + "\r\n"
@@ -354,7 +356,7 @@ struct Caller {
 
   // The ACK for the 2xx of the re-INVITE with CSeq `invite_cseq`.
   std::string AckReInvite(uint32_t invite_cseq) {
-    return "ACK sip:b2bua@127.0.0.1:5060 SIP/2.0\r\n" +
+    return "ACK " + remote_target + " SIP/2.0\r\n" +
            Via("z9hG4bKcallerack" + std::to_string(++requests)) +
            "Max-Forwards: 70\r\n"
            "From: " + From() + "\r\n"
@@ -532,6 +534,11 @@ class CallEngineTest : public ::testing::Test {
     context.resolver = resolver_;
     context.call_limits = &call_limits_;
     context.redirect_share = redirect_share_;
+    context.dialog_store = dialog_store_;
+    context.wall_clock = wall_clock_;
+    context.instance_id = instance_id_;
+    context.boot_epoch = boot_epoch_;
+    context.front = front_;
     ASSERT_TRUE(proto::NetAddress::ParseIp(kLoopback, kB2buaPort, &context.local_address));
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
@@ -630,6 +637,12 @@ class CallEngineTest : public ::testing::Test {
   SharedCallLimits call_limits_;
   // Set before Start() to see what the engine shares with the other shards.
   RedirectShare* redirect_share_ = nullptr;
+  // Set before Start() for cluster mode.
+  DialogStore* dialog_store_ = nullptr;
+  const WallClock* wall_clock_ = nullptr;
+  std::string instance_id_;
+  uint64_t boot_epoch_ = 0;
+  std::string front_;
   struct RecordedLines final : CallRecordSink {
     void OnCallRecord(std::string_view line) override { lines.emplace_back(line); }
     std::vector<std::string> lines;

@@ -278,7 +278,7 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
             "b2bua.yaml:2: unknown key 'limit' (did you mean 'limits'?)");
   EXPECT_EQ(ErrorOf("listen: 0.0.0.0\n"),
             "b2bua.yaml:1: unknown key 'listen' (known keys: access, limits, timers, udp, tcp, "
-            "tls, headers, redirect, failover_on, probe, routes)");
+            "tls, headers, redirect, failover_on, probe, cluster, routes)");
 }
 
 TEST(ConfigErrorTest, UnknownNestedKeys) {
@@ -327,6 +327,35 @@ TEST(ConfigErrorTest, WrongShapes) {
             "b2bua.yaml:2: redirect.max_parallel: 0 is out of range (1..64)");
   EXPECT_EQ(ErrorOf("redirect:\n  to_uri: change\n"),
             "b2bua.yaml:2: redirect.to_uri: 'change' is not one of: keep, replace");
+}
+
+TEST(ConfigTest, ClusterSectionIsOptionalAndChecked) {
+  EXPECT_FALSE(MustParse("")->cluster.enabled()) << "a single box by default";
+  std::shared_ptr<const Config> c = MustParse(
+      "cluster:\n  instance_id: b7\n  front: \"192.0.2.10:5060\"\n"
+      "  redis: \"127.0.0.1:6380\"\n  redis_timeout: 250ms\n  dialog_ttl_margin: 2m\n"
+      "  ready_without_redis: false\n");
+  EXPECT_TRUE(c->cluster.enabled());
+  EXPECT_EQ(c->cluster.instance_id, "b7");
+  EXPECT_EQ(c->cluster.front, "192.0.2.10:5060");
+  EXPECT_EQ(c->cluster.redis, "127.0.0.1:6380");
+  EXPECT_EQ(c->cluster.key_prefix, "b2bua:dialog:");
+  EXPECT_EQ(c->cluster.redis_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(c->cluster.dialog_ttl_margin, std::chrono::minutes(2));
+  EXPECT_FALSE(c->cluster.ready_without_redis);
+  EXPECT_EQ(MustParse("cluster: {instance_id: '3', front: 'front.example.net:5060'}\n")
+                ->cluster.front,
+            "front.example.net:5060");
+
+  EXPECT_EQ(ErrorOf("cluster:\n  instance_id: B_1\n  front: '192.0.2.1:5060'\n"),
+            "b2bua.yaml:2: cluster.instance_id: 'B_1' must be 1 to 16 of a-z and 0-9");
+  EXPECT_EQ(ErrorOf("cluster:\n  instance_id: '1'\n"),
+            "b2bua.yaml:2: cluster: needs instance_id and front (or remove the section)");
+  EXPECT_EQ(ErrorOf("cluster:\n  instance_id: '1'\n  front: 192.0.2.1\n"),
+            "b2bua.yaml:3: cluster.front: '192.0.2.1' is not HOST:PORT (e.g. 192.0.2.10:5060)");
+  EXPECT_EQ(ErrorOf("cluster:\n  instance_id: '1'\n  front: '192.0.2.1:5060'\n"
+                    "  redis: localhost\n"),
+            "b2bua.yaml:4: cluster.redis: 'localhost' is not IP:PORT");
 }
 
 TEST(ConfigTest, ParallelForkingIsReadGloballyAndPerRoute) {
