@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <thread>
 
@@ -194,6 +195,7 @@ int main(int argc, char** argv) {
                                    options.advertised_ip, " in Via and Contact (--advertise)"));
   }
   if (options.shards == 0) options.shards = std::max(1u, std::thread::hardware_concurrency());
+  options.boot_epoch = static_cast<uint64_t>(std::time(nullptr));
 
   StderrCallRecords call_records;
   if (absl::GetFlag(FLAGS_call_records) && log_level >= 2) options.call_records = &call_records;
@@ -208,7 +210,12 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
     auto server = b2bua::metrics::MetricsHttpServer::Start(
         absl::GetFlag(FLAGS_metrics_listen), [&registry] { return registry.Render(); },
-        [&group, &draining] { return group.running() && !draining.load(); });
+        [&group, &draining, ready_without_store = (*config)->cluster.ready_without_redis] {
+          // A cluster member without its Redis still serves its own calls: ready unless
+          // the operator asked otherwise.
+          return group.running() && !draining.load() &&
+                 (ready_without_store || group.StoresConnected());
+        });
     if (!server.ok()) {
       Log(0, log_level, absl::StrCat("metrics: ", server.status().message()));
       group.Stop();
@@ -241,6 +248,12 @@ int main(int argc, char** argv) {
       // The listener is bound once: a new certificate is taken, a new address is not.
       if ((*reloaded)->tls.listen != current->tls.listen) {
         Log(1, log_level, "reload refused, keeping the old config: tls.listen changed (it "
+                          "needs a restart)");
+        continue;
+      }
+      // Instance id, front and Redis are part of every live call's token and connection.
+      if ((*reloaded)->cluster != current->cluster) {
+        Log(1, log_level, "reload refused, keeping the old config: cluster changed (it "
                           "needs a restart)");
         continue;
       }

@@ -12,6 +12,7 @@
 #include "b2bua/call_engine.h"
 #include "b2bua/edge_guard.h"
 #include "b2bua/log.h"
+#include "b2bua/redis_dialog_store.h"
 #include "proto/str_util.h"
 #include "b2bua/shard_mailbox.h"
 #include "proto/dns_resolver.h"
@@ -33,6 +34,16 @@ struct ShardGroup::Rings {
 };
 
 /// The engine's view of the shard's RFC 3263 resolver.
+// Unix time, for the deadlines the cluster's dialog records carry.
+class SystemWallClock final : public WallClock {
+ public:
+  int64_t NowUnixMs() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
 class ShardResolver final : public TargetResolver {
  public:
   explicit ShardResolver(std::unique_ptr<proto::SipResolver> resolver)
@@ -121,6 +132,25 @@ class Shard final : public proto::DatagramHandler,
       context.tls_port = tls_->local_address().port();
       context.tls_names = this;
     }
+    if (config_->cluster.enabled()) {
+      // One Redis connection per shard, on this shard's io_context.
+      const ClusterConfig& cluster = config_->cluster;
+      RedisStoreSettings redis;
+      proto::NetAddress address;
+      proto::NetAddress::ParseIpPort(cluster.redis, &address);
+      redis.host = address.IpString();
+      redis.port = address.port();
+      redis.key_prefix = cluster.key_prefix;
+      redis.command_timeout = cluster.redis_timeout;
+      store_stats_ = std::make_unique<RedisStoreStats>();
+      dialog_store_ = std::make_unique<RedisDialogStore>(io_, redis, store_stats_.get());
+      if (absl::Status status = dialog_store_->Start(); !status.ok()) return status;
+      context.dialog_store = dialog_store_.get();
+      context.wall_clock = &wall_clock_;
+      context.instance_id = cluster.instance_id;
+      context.boot_epoch = group_.options_.boot_epoch;
+      context.front = cluster.front;
+    }
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
     txn.t1 = config_->timers.t1;
@@ -134,6 +164,8 @@ class Shard final : public proto::DatagramHandler,
   const proto::NetAddress& local_address() const { return udp_->local_address(); }
   const ShardCounters& counters() const { return *counters_; }
   const ShardCounters* counters_ptr() const { return counters_.get(); }
+  /// Safe from any thread (set before the thread starts).
+  bool clustered() const { return dialog_store_ != nullptr; }
 
   /// Shard thread. Runs until Stop().
   void Run() {
@@ -430,6 +462,22 @@ class Shard final : public proto::DatagramHandler,
     });
   }
 
+  // The dialog store's counters (cluster mode).
+  void PublishStoreCounters() {
+    if (store_stats_ == nullptr) return;
+    const RedisStoreStats& stats = *store_stats_;
+    const auto load = [](const std::atomic<uint64_t>& v) {
+      return v.load(std::memory_order_relaxed);
+    };
+    counters_->store_connected.Set(load(stats.connected));
+    counters_->store_reconnects.Set(load(stats.reconnects));
+    for (size_t i = 0; i < counters_->store_failures.size(); ++i)
+      counters_->store_failures[i].Set(stats.failure(static_cast<StoreFailure>(i)));
+    for (size_t i = 0; i < stats.round_trip_buckets.size(); ++i)
+      counters_->store_round_trip_seconds.SetBucket(i, load(stats.round_trip_buckets[i]));
+    counters_->store_round_trip_seconds.SetSumMicro(load(stats.round_trip_sum_us));
+  }
+
   // Counters of the stream transports and the resolver.
   void PublishStreamAndDnsCounters() {
     const proto::ResolverCounters& dns = resolver_->counters();
@@ -508,6 +556,7 @@ class Shard final : public proto::DatagramHandler,
     counters_->datagrams_dropped[static_cast<size_t>(DropReason::kSendFailed)].Set(
         u.send_failures);
     PublishStreamAndDnsCounters();
+    PublishStoreCounters();
     udp_->Flush();
   }
 
@@ -527,6 +576,11 @@ class Shard final : public proto::DatagramHandler,
   std::unique_ptr<ShardResolver> resolver_;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<proto::TransactionLayer> transactions_;
+  // Cluster mode. Declared after the engine, so destroyed before it: the store drops its
+  // callbacks into the engine when it goes.
+  SystemWallClock wall_clock_;
+  std::unique_ptr<RedisStoreStats> store_stats_;
+  std::unique_ptr<RedisDialogStore> dialog_store_;
   proto::SipParser parser_;
   proto::SipMessage message_;
   proto::RequestPolicy policy_{""};
@@ -583,6 +637,12 @@ uint64_t ShardGroup::ActiveCalls() const {
   uint64_t total = 0;
   for (const auto& shard : shards_) total += shard->counters().calls_active.Get();
   return total;
+}
+
+bool ShardGroup::StoresConnected() const {
+  for (const auto& shard : shards_)
+    if (shard->clustered() && shard->counters().store_connected.Get() == 0) return false;
+  return true;
 }
 
 std::vector<const ShardCounters*> ShardGroup::counters() const {

@@ -49,6 +49,9 @@ struct ShardGroupOptions {
   CallRecordSink* call_records = nullptr;
   /// Loaded from config.tls when it is enabled (TlsContext::Load); null: no TLS.
   std::shared_ptr<const proto::TlsContext> tls;
+  /// When this process started (Unix seconds): part of every cluster dialog key, so keys
+  /// stay unique across restarts of one instance.
+  uint64_t boot_epoch = 0;
 };
 
 class Shard;
@@ -78,6 +81,9 @@ class ShardGroup {
                     std::shared_ptr<const proto::TlsContext> tls = nullptr);
   /// Safe from any thread. Calls in progress, summed over the shards.
   uint64_t ActiveCalls() const;
+  /// Safe from any thread. Whether every shard's dialog store connection is up (true when
+  /// not clustered).
+  bool StoresConnected() const;
 
   /// Safe from any thread. Stable for the group's lifetime, for the metrics exporter.
   std::vector<const ShardCounters*> counters() const;

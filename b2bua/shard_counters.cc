@@ -73,6 +73,16 @@ std::string_view RedirectFailureName(RedirectFailure reason) {
   return "other";
 }
 
+std::string_view StoreFailureName(StoreFailure reason) {
+  switch (reason) {
+    case StoreFailure::kDisconnected: return "disconnected";
+    case StoreFailure::kTimeout: return "timeout";
+    case StoreFailure::kError: return "error";
+    case StoreFailure::kCount: break;
+  }
+  return "unknown";
+}
+
 std::string_view AdoptFailureName(AdoptFailure reason) {
   switch (reason) {
     case AdoptFailure::kNotFound: return "not_found";

@@ -47,6 +47,10 @@ class FixedHistogram {
   uint64_t bucket(size_t i) const { return buckets_[i].Get(); }
   /// Sum of observations, in millionths of the unit. Safe from any thread.
   uint64_t sum_micro() const { return sum_micro_.Get(); }
+  /// Owning shard only. Mirrors a histogram with the same bounds kept elsewhere: bucket i
+  /// (non-cumulative) and the sum in millionths.
+  void SetBucket(size_t i, uint64_t count) { buckets_[i].Set(count); }
+  void SetSumMicro(uint64_t sum) { sum_micro_.Set(sum); }
 
  private:
   std::array<double, N> bounds_;
@@ -142,6 +146,15 @@ enum class AdoptFailure : uint8_t {
 };
 std::string_view AdoptFailureName(AdoptFailure reason);
 
+/// Why a dialog store command failed (b2bua_redis_command_failures_total{reason}).
+enum class StoreFailure : uint8_t {
+  kDisconnected,  // not connected when asked, or the connection was lost before the reply
+  kTimeout,       // no reply within cluster.redis_timeout
+  kError,         // an error reply, or one this version cannot read
+  kCount,
+};
+std::string_view StoreFailureName(StoreFailure reason);
+
 /// Index of a stream transport in the by-transport counters.
 inline constexpr size_t kTcpIndex = 0;
 inline constexpr size_t kTlsIndex = 1;
@@ -222,6 +235,12 @@ struct alignas(64) ShardCounters {
   Counter dialogs_replicated;
   Counter dialogs_adopted;
   std::array<Counter, static_cast<size_t>(AdoptFailure::kCount)> adoptions_failed;
+  // The dialog store's connection (mirrors RedisStoreStats at publication time).
+  Counter store_connected;  // gauge: 1 while connected
+  Counter store_reconnects;
+  std::array<Counter, static_cast<size_t>(StoreFailure::kCount)> store_failures;
+  FixedHistogram<10> store_round_trip_seconds{
+      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1}};
 
   // Survivable "cannot happen" cases (Envoy's ENVOY_BUG).
   Counter internal_bugs;

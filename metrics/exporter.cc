@@ -413,6 +413,44 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
          &ShardCounters::redirects_sent);
   summed("b2bua_redirect_cache_hits_total", "Redirect lookups answered from the cache.",
          &ShardCounters::redirect_cache_hits);
+
+  // The cluster (zero on a single box).
+  summed("b2bua_cluster_dialogs_replicated_total",
+         "Writes of confirmed calls to the dialog store (at confirmation and after in-dialog "
+         "changes), sent or dropped.",
+         &ShardCounters::dialogs_replicated);
+  summed("b2bua_cluster_dialogs_adopted_total",
+         "Calls of another instance taken over from the dialog store.",
+         &ShardCounters::dialogs_adopted);
+  {
+    MetricFamily f = NewFamily("b2bua_cluster_adoptions_failed_total",
+                               "Takeovers that did not happen, by reason: not in the store, "
+                               "owned by another instance, store unavailable, overload.",
+                               MetricType::Counter);
+    s.AddArray(f, &ShardCounters::adoptions_failed, "reason", 0,
+               [](size_t i) { return AdoptFailureName(static_cast<AdoptFailure>(i)); });
+    add(std::move(f));
+  }
+  per_shard("b2bua_redis_connected", "1 while the shard's Redis connection is up.",
+            &ShardCounters::store_connected);
+  summed("b2bua_redis_reconnects_total", "Redis connection attempts after the first.",
+         &ShardCounters::store_reconnects);
+  {
+    MetricFamily f = NewFamily("b2bua_redis_command_failures_total",
+                               "Redis commands that failed (replication skipped), by reason: "
+                               "disconnected, timeout, error.",
+                               MetricType::Counter);
+    s.AddArray(f, &ShardCounters::store_failures, "reason", 0,
+               [](size_t i) { return StoreFailureName(static_cast<StoreFailure>(i)); });
+    add(std::move(f));
+  }
+  {
+    MetricFamily f = NewFamily("b2bua_redis_round_trip_seconds",
+                               "Time from sending a Redis command to its reply.",
+                               MetricType::Histogram);
+    s.AddHistogram(f, &ShardCounters::store_round_trip_seconds);
+    add(std::move(f));
+  }
   {
     MetricFamily f = NewFamily("b2bua_redirect_depth",
                                "Redirects followed per redirect search (the chain length).",

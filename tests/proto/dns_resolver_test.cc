@@ -33,6 +33,7 @@
 #include "proto/clock.h"
 #include "proto/net_address.h"
 #include "proto/transport.h"
+#include "tests/support/child_process.h"
 
 namespace b2bua::proto {
 
@@ -204,24 +205,8 @@ class DnsmasqServer {
   bool Launch() {
     log_path_ = dir_ + "/dnsmasq.log";
     std::vector<std::string> args = Arguments();
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
+    pid_ = test::SpawnChild(kDnsmasq, std::move(args), log_path_);
     if (pid_ < 0) return Fail("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (log >= 0) {
-        ::dup2(log, STDOUT_FILENO);
-        ::dup2(log, STDERR_FILENO);
-        ::close(log);
-      }
-      ::execv(kDnsmasq, argv.data());
-      ::_exit(127);
-    }
     return true;
   }
 
