@@ -469,7 +469,7 @@ class Shard final : public proto::DatagramHandler,
     const auto load = [](const std::atomic<uint64_t>& v) {
       return v.load(std::memory_order_relaxed);
     };
-    counters_->store_connected.Set(load(stats.connected));
+    counters_->store_disconnected.Set(load(stats.connected) == 0 ? 1 : 0);
     counters_->store_reconnects.Set(load(stats.reconnects));
     for (size_t i = 0; i < counters_->store_failures.size(); ++i)
       counters_->store_failures[i].Set(stats.failure(static_cast<StoreFailure>(i)));
@@ -641,7 +641,7 @@ uint64_t ShardGroup::ActiveCalls() const {
 
 bool ShardGroup::StoresConnected() const {
   for (const auto& shard : shards_)
-    if (shard->clustered() && shard->counters().store_connected.Get() == 0) return false;
+    if (shard->clustered() && shard->counters().store_disconnected.Get() != 0) return false;
   return true;
 }
 

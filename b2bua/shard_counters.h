@@ -236,7 +236,7 @@ struct alignas(64) ShardCounters {
   Counter dialogs_adopted;
   std::array<Counter, static_cast<size_t>(AdoptFailure::kCount)> adoptions_failed;
   // The dialog store's connection (mirrors RedisStoreStats at publication time).
-  Counter store_connected;  // gauge: 1 while connected
+  Counter store_disconnected;  // gauge: 1 while a configured store is not connected
   Counter store_reconnects;
   std::array<Counter, static_cast<size_t>(StoreFailure::kCount)> store_failures;
   FixedHistogram<10> store_round_trip_seconds{

@@ -431,8 +431,10 @@ std::vector<MetricFamily> ShardCountersCollectable::Collect() const {
                [](size_t i) { return AdoptFailureName(static_cast<AdoptFailure>(i)); });
     add(std::move(f));
   }
-  per_shard("b2bua_redis_connected", "1 while the shard's Redis connection is up.",
-            &ShardCounters::store_connected);
+  per_shard("b2bua_redis_disconnected",
+            "1 while the shard's Redis connection is down (cluster mode; always 0 on a single "
+            "box).",
+            &ShardCounters::store_disconnected);
   summed("b2bua_redis_reconnects_total", "Redis connection attempts after the first.",
          &ShardCounters::store_reconnects);
   {

@@ -280,7 +280,7 @@ TEST_F(ExporterTest, EveryFamilyHasHelpAndType) {
       {"b2bua_cluster_dialogs_replicated_total", "counter"},
       {"b2bua_cluster_dialogs_adopted_total", "counter"},
       {"b2bua_cluster_adoptions_failed_total", "counter"},
-      {"b2bua_redis_connected", "gauge"},
+      {"b2bua_redis_disconnected", "gauge"},
       {"b2bua_redis_reconnects_total", "counter"},
       {"b2bua_redis_command_failures_total", "counter"},
       {"b2bua_redis_round_trip_seconds", "histogram"},
