@@ -429,7 +429,6 @@ TEST_F(CallEngineTest, RegisterIsAnswered405WithAllow) {
 // RFC 3261 12.1.1: the UAS copies the request's Record-Route into every response that
 // creates a dialog, so that the caller's ACK and BYE go back through the proxy that asked
 // to stay in the path. Requests from the B2BUA to the caller use that route set.
-// Was a bug: b2bua/call_engine.cc ResponseHead::Capture() ~line 161 keeps no Record-Route.
 TEST_F(CallEngineEdgeTest, CallersRecordRouteIsCopiedIntoDialogCreatingResponses) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
@@ -457,8 +456,6 @@ TEST_F(CallEngineEdgeTest, CallersRecordRouteIsCopiedIntoDialogCreatingResponses
 // RFC 3261 15: the caller may BYE an early dialog. The INVITE still needs its final answer
 // (15.1.2 recommends 487) and the callee leg must be cancelled; nothing was answered, so
 // the call must not count as answered.
-// Was a bug: b2bua/call_engine.cc OnInDialogRequest() ~line 1146 answers the BYE and ends the call
-// as answered, without a final answer to the INVITE or a CANCEL to the callee.
 TEST_F(CallEngineEdgeTest, CallerByeInEarlyDialogCancelsTheCalleeAndEndsTheInvite) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
@@ -487,8 +484,6 @@ TEST_F(CallEngineEdgeTest, CallerByeInEarlyDialogCancelsTheCalleeAndEndsTheInvit
 
 // RFC 3261 13.3.1.4: without an ACK for 64*T1 the dialog is confirmed but the session
 // SHOULD be ended with a BYE; the B2BUA has two dialogs to end.
-// Was a bug: b2bua/call_engine.cc OnTimer(kA2xxRetransmit) ~line 1275 gives up after 11 sends
-// (35.5s with T1 500ms) and sends BYE on the B-leg only.
 TEST_F(CallEngineEdgeTest, MissingCallerAckEndsBothLegsWithBye) {
   ASSERT_NO_FATAL_FAILURE(Start());  // T1 500ms: 64*T1 = 32s
   Caller caller;
@@ -515,8 +510,6 @@ TEST_F(CallEngineEdgeTest, MissingCallerAckEndsBothLegsWithBye) {
 // RFC 3261 17.2.1 / 18.2.2: a 2xx and its retransmissions go where the transaction layer
 // sends responses (Via sent-by port when the client did not ask for rport), not to the
 // request's source port.
-// Was a bug: b2bua/call_engine.cc SendA2xx() ~line 1229 sends to call.a.peer (the source address)
-// while the layer sent the first 2xx to ResponseDestination().
 TEST_F(CallEngineEdgeTest, CallerLeg2xxRetransmissionsGoWhereTheFirst2xxWent) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
@@ -595,8 +588,6 @@ TEST_F(CallEngineTest, MaxCallDurationHangsUpBothLegs) {
 
 // Timer B ends the only attempt: the caller gets 408, and the call is counted as
 // unreachable ("every next hop timed out or failed at the transport", CallOutcome).
-// Was a bug: b2bua/call_engine.cc OnInviteFinalFailure() ~line 961 records a timeout as best_status
-// 408, so FinishSearch() never reaches its kUnreachable branch and counts kRejected.
 TEST_F(CallEngineEdgeTest, SilentHopTimesOutWith408CountedAsUnreachable) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;

@@ -414,11 +414,6 @@ TEST_F(CallEngineDnsTest, EveryNextHopRestingAnswers503AndSendsNoInvite) {
 
 // Hop 1 timed out (Timer B), hop 2 is still being resolved when the caller cancels: no
 // INVITE is out, so the call must end at once, as when the first hop is resolving.
-// Was a bug: b2bua/call_engine.cc OnClientFailure() (~line 1253) leaves the dead transaction in
-// `call.b_invite`; CancelBLeg() (~line 1290) then "cancels" it (SendCancel() ignores an
-// unknown id), returns true and CancelCall() waits 64*T1 on kCancelGuard for a 487 that
-// cannot come: the call stays active 32 s. Fix: set `call.b_invite = kNoTransaction` in
-// OnClientFailure() before OnInviteFinalFailure(), as OnInviteResponse() does for finals.
 TEST_F(CallEngineDnsEdgeTest, CancelWhileResolvingAfterATimedOutHopEndsTheCallAtOnce) {
   ASSERT_NO_FATAL_FAILURE(Start(R"yaml(
 routes:
@@ -446,13 +441,6 @@ routes:
 // The target being resolved timed out and the search moved on to an IP literal, whose
 // INVITE is now the one in progress: the resolution arriving afterwards belongs to an
 // abandoned attempt and must not start a second INVITE.
-// Was a bug: b2bua/call_engine.cc: OnTimer(kTargetTimeout) (~line 1525) moves on without
-// clearing `call.resolving`, and SendAttempt() (~line 735) sends to an IP literal without
-// bumping `call.resolve_generation`; OnResolved() (~line 764) therefore accepts the stale
-// answer and SendBLegInvite() overwrites b_invite/b.peer: two INVITEs are out, and the
-// live target's 200 is taken for a stray and released with ACK+BYE. Fix: in SendAttempt()
-// set `call.resolving = false; ++call.resolve_generation;` before any direct send (or
-// clear `resolving` wherever an attempt is abandoned: target timeout, failover).
 TEST_F(CallEngineDnsEdgeTest, ResolutionArrivingAfterItsTargetTimedOutSendsNoSecondInvite) {
   ASSERT_NO_FATAL_FAILURE(Start("redirect: {target_timeout: 2s}\n"));
   Caller caller;
@@ -483,11 +471,6 @@ TEST_F(CallEngineDnsEdgeTest, ResolutionArrivingAfterItsTargetTimedOutSendsNoSec
 
 // RFC 3263 4.3 and the ResolvedTargets contract (proto/dns_resolver.h): a request that
 // fails on one target (timeout, 503) moves on to the next address of the same name.
-// Was a bug: b2bua/call_engine.cc OnResolved() (~line 772) sends to the first usable address
-// and drops the rest; OnInviteFinalFailure() then only knows the configured hops, so a
-// trunk name with two A records is down as soon as its first address is. Fix: keep the
-// unused targets of the answer in the Call (e.g. `std::vector<Peer> pending_addresses`)
-// and have StartNextAttempt() try them before `call.hops[next_hop]`.
 TEST_F(CallEngineDnsEdgeTest, NextHopNameFailsOverToItsSecondAddress) {
   dns_.AnswerInline("trunk.example.test", ResolvedTo({"127.0.0.2:5070", "127.0.0.3:5070"}));
   ASSERT_NO_FATAL_FAILURE(Start(kTrunkRoute));
@@ -507,11 +490,6 @@ TEST_F(CallEngineDnsEdgeTest, NextHopNameFailsOverToItsSecondAddress) {
 }
 
 // A 301 to a name is cached like one to an address; the next call goes to the name.
-// Was a bug: b2bua/call_engine.cc OnNewInvite() (~line 560) counts redirect_cache_hits before
-// checking the cached target, then uses it only when IsIpLiteral(target): a cached name
-// is ignored (the call goes to the redirector again) although the hit is counted. Fix:
-// drop the IsIpLiteral() condition (SendAttempt() resolves names) and count the hit only
-// when the cached target replaces the hops.
 TEST_F(CallEngineDnsEdgeTest, Permanent301ToANameIsCachedForTheNextCall) {
   dns_.AnswerInline("moved.example.test", ResolvedTo({"127.0.0.1:5072"}));
   ASSERT_NO_FATAL_FAILURE(Start());

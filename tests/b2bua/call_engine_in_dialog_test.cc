@@ -113,8 +113,6 @@ TEST_F(CallEngineTest, ReInviteFromCalleeIsRelayedAndAckedEndToEnd) {
 
 // RFC 3261 13.3.1.4 / RFC 6026: the 2xx to any INVITE, re-INVITEs included, is the TU's to
 // retransmit until the ACK; the transaction layer only absorbs the INVITE retransmissions.
-// Was a bug: b2bua/call_engine.cc OnRelayedResponse() ~line 1212 sends a re-INVITE's 2xx once and
-// nothing retransmits it.
 TEST_F(CallEngineEdgeTest, ReInvite2xxToCallerIsRetransmittedUntilAck) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;

@@ -95,7 +95,6 @@ TEST_F(CallEngineTest, RedirectIsFollowedInQOrderUntilATargetAnswers) {
 
 // RFC 3261 12.1.1: a provisional response with a To tag creates an early dialog, so the
 // 181 the B2BUA makes up must carry a Contact like the 180 it relays does.
-// Was a bug: b2bua/call_engine.cc OnRedirect() (the 181 block, ~line 950) writes no Contact.
 TEST_F(CallEngineEdgeTest, CallIsBeingForwarded181CarriesContact) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
@@ -304,8 +303,6 @@ TEST_F(CallEngineTest, OnlyDeniedTargetsAnswer403) {
   EXPECT_EQ(engine_->active_calls(), 0u);
 }
 
-// Was a bug: b2bua/call_engine.cc OnRedirect() ~line 938 tests `from < 0`, but `from` (line 922)
-// is never negative, so no 301 is ever cached.
 TEST_F(CallEngineEdgeTest, Permanent301IsCachedForTheNextCallToTheSameUri) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Callee bob;
@@ -388,8 +385,6 @@ TEST_F(CallEngineTest, TargetThatOnlyRingsIsCancelledAfterTargetTimeout) {
 // A target given up on (per-target timeout) may answer 2xx before our CANCEL reaches it.
 // RFC 3261 15 / 9.1: the UAC must still ACK that 2xx and then end the dialog with BYE,
 // otherwise the callee believes it is in a call nobody will ever hang up.
-// Was a bug: b2bua/call_engine.cc OnResponse() ~line 794 hands every id but b_invite to
-// OnRelayedResponse(), which drops it: the abandoned target's 2xx is never ACKed or BYEd.
 TEST_F(CallEngineEdgeTest, LateAnswerFromATimedOutTargetIsAckedAndReleased) {
   ASSERT_NO_FATAL_FAILURE(Start("redirect: {target_timeout: 2s}\n"));
   Caller caller;
@@ -476,8 +471,6 @@ TEST_F(CallEngineTest, RedirectChainConsumesTheCallersMaxForwards) {
 
 // When the budget is what stops the search, the caller should learn that with 483 Too Many
 // Hops (RFC 3261 16.3 / 8.2.2 semantics), as for max_depth, not with a generic 480.
-// Was a bug: b2bua/call_engine.cc SendBLegInvite() ~line 552 gives up silently; FinishSearch()
-// then answers 480 "redirect exhausted".
 TEST_F(CallEngineEdgeTest, ExhaustedMaxForwardsBudgetAnswers483) {
   ASSERT_NO_FATAL_FAILURE(Start());
   Caller caller;
@@ -540,8 +533,6 @@ TEST_F(CallEngineTest, ParkedRedirectDecisionResumesTheSearch) {
 
 // The caller gives up while the application is still deciding: the call ends at once, and
 // a decision arriving afterwards must not send an INVITE nobody is waiting for.
-// Was a bug: b2bua/call_engine.cc OnCancel() ~line 1031 still sees the 3xx'd INVITE in b_invite and
-// waits 64*T1 for a 487 that cannot come; ResumeRedirect() ~line 694 ignores `cancelled`.
 TEST_F(CallEngineEdgeTest, CancelWhileRedirectDecisionIsPendingEndsTheCall) {
   ASSERT_NO_FATAL_FAILURE(Start());
   ParkingPolicy policy;
