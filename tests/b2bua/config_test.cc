@@ -63,7 +63,6 @@ std::string ErrorOf(std::string_view yaml) {
   return std::string(config.status().message());
 }
 
-std::string RoutePrefix(const Route* route) { return route ? route->prefix : "<none>"; }
 
 // ---------------------------------------------------------------------------------------
 // Whole files.
@@ -752,98 +751,13 @@ TEST(HeaderPolicyTest, StripWinsAndPassUnknownOpensTheRest) {
   EXPECT_FALSE(open.IsPassed("x-internal"));
 }
 
-// ---------------------------------------------------------------------------------------
-// Route matching.
 
-const char kRoutes[] =
-    "routes:\n"
-    "  - prefix: ''\n    next_hops: ['sip:192.0.2.1']\n"
-    "  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
-    "  - prefix: '1555'\n    next_hops: ['sip:192.0.2.3']\n"
-    "  - prefix: '+1'\n    next_hops: ['sip:192.0.2.4']\n"
-    "  - prefix: '+1555'\n    next_hops: ['sip:192.0.2.5']\n"
-    "  - prefix: '44'\n    next_hops: ['sip:192.0.2.6']\n"
-    "  - prefix: '+4420'\n    next_hops: ['sip:192.0.2.7']\n";
 
-TEST(RouteTableTest, LongestPrefixWins) {
-  std::shared_ptr<const Config> c = MustParse(kRoutes);
-  const RouteTable& t = c->routes;
-  EXPECT_EQ(RoutePrefix(t.Match("15551234")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("1212")), "1");
-  EXPECT_EQ(RoutePrefix(t.Match("1")), "1");
-  EXPECT_EQ(RoutePrefix(t.Match("155")), "1");
-  EXPECT_EQ(RoutePrefix(t.Match("4412")), "44");
-  EXPECT_EQ(RoutePrefix(t.Match("9")), "");
-}
 
-TEST(RouteTableTest, PlusPrefixesMatchOnlyGlobalNumbers) {
-  std::shared_ptr<const Config> c = MustParse(kRoutes);
-  const RouteTable& t = c->routes;
-  EXPECT_EQ(RoutePrefix(t.Match("+15551234")), "+1555");
-  EXPECT_EQ(RoutePrefix(t.Match("+12125550100")), "+1");  // "+1" beats the equally long "1"
-  EXPECT_EQ(RoutePrefix(t.Match("+4420123")), "+4420");
-  // A prefix without '+' matches the digits after the '+'.
-  EXPECT_EQ(RoutePrefix(t.Match("+4412")), "44");
-  EXPECT_EQ(RoutePrefix(t.Match("+9")), "");
-  // Without '+', the '+' prefixes never match.
-  EXPECT_EQ(RoutePrefix(t.Match("4420123")), "44");
-}
 
-TEST(RouteTableTest, LongerPlainPrefixBeatsShorterPlusPrefix) {
-  std::shared_ptr<const Config> c = MustParse(
-      "routes:\n  - prefix: '+1'\n    next_hops: ['sip:192.0.2.1']\n"
-      "  - prefix: '1555'\n    next_hops: ['sip:192.0.2.2']\n"
-      "  - prefix: '+'\n    next_hops: ['sip:192.0.2.3']\n");
-  const RouteTable& t = c->routes;
-  EXPECT_EQ(RoutePrefix(t.Match("+15550100")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("+12120100")), "+1");
-  EXPECT_EQ(RoutePrefix(t.Match("+4420")), "+");  // "+" alone: any global number
-  EXPECT_EQ(RoutePrefix(t.Match("15550100")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("4420")), "<none>");
-}
 
-TEST(RouteTableTest, VisualSeparatorsAreIgnored) {
-  std::shared_ptr<const Config> c = MustParse(kRoutes);
-  const RouteTable& t = c->routes;
-  EXPECT_EQ(RoutePrefix(t.Match("1-555-123-4567")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("1.555.1234")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("(1)555-1234")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("+1-555-123-4567")), "+1555");
-  EXPECT_EQ(RoutePrefix(t.Match("+44-20-7946-0000")), "+4420");
-}
 
-TEST(RouteTableTest, DigitsEndAtTheFirstOtherCharacter) {
-  std::shared_ptr<const Config> c = MustParse(kRoutes);
-  const RouteTable& t = c->routes;
-  EXPECT_EQ(RoutePrefix(t.Match("15551234;npdi")), "1555");
-  EXPECT_EQ(RoutePrefix(t.Match("15a55")), "1");
-  EXPECT_EQ(RoutePrefix(t.Match("1+555")), "1");
-  EXPECT_EQ(RoutePrefix(t.Match("alice")), "");
-  EXPECT_EQ(RoutePrefix(t.Match("")), "");
-  EXPECT_EQ(RoutePrefix(t.Match("+")), "");
-}
 
-TEST(RouteTableTest, NoMatchWithoutADefaultRoute) {
-  std::shared_ptr<const Config> c =
-      MustParse("routes:\n  - prefix: '+1555'\n    next_hops: ['sip:192.0.2.1']\n");
-  const RouteTable& t = c->routes;
-  EXPECT_EQ(t.Match("15551234"), nullptr);
-  EXPECT_EQ(t.Match("+1212"), nullptr);
-  EXPECT_EQ(t.Match("alice"), nullptr);
-  EXPECT_EQ(RoutePrefix(t.Match("+15551234")), "+1555");
-  EXPECT_EQ(RouteTable().Match("+15551234"), nullptr);
-}
-
-TEST(RouteTableTest, RoutesKeepTheirFileOrderAndLines) {
-  std::shared_ptr<const Config> c = MustParse(kRoutes);
-  const std::vector<Route>& routes = c->routes.routes();
-  ASSERT_EQ(routes.size(), 7u);
-  EXPECT_EQ(routes[0].prefix, "");
-  EXPECT_EQ(routes[0].line, 2);
-  EXPECT_EQ(routes[6].prefix, "+4420");
-  EXPECT_EQ(routes[6].line, 14);
-  EXPECT_EQ(c->routes.Match("+4420123"), &routes[6]);
-}
 
 // ---------------------------------------------------------------------------------------
 // Per-route redirect settings.
@@ -1056,32 +970,7 @@ TEST(AccessConfigTest, Errors) {
               HasSubstr("routes[0].callers[0]"));
 }
 
-TEST(RouteTableTest, DeepestMatchWinsOverEveryShorterOne) {
-  std::shared_ptr<const Config> c = MustParse(
-      "routes:\n  - prefix: ''\n    next_hops: ['sip:192.0.2.1']\n"
-      "  - prefix: '1'\n    next_hops: ['sip:192.0.2.2']\n"
-      "  - prefix: '+1'\n    next_hops: ['sip:192.0.2.3']\n"
-      "  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n");
-  EXPECT_EQ(RoutePrefix(c->routes.Match("+19005551234")), "1900");
-  EXPECT_EQ(RoutePrefix(c->routes.Match("+12125550100")), "+1");
-  EXPECT_EQ(RoutePrefix(c->routes.Match("12125550100")), "1");
-  EXPECT_EQ(RoutePrefix(c->routes.Match("2125550100")), "");
-}
 
-// A reload hands a route's live call count to the route of the same prefix.
-TEST(RouteTableTest, ReloadCarriesRouteLoadOver) {
-  const std::string text =
-      "routes:\n  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n    max_calls: 2\n";
-  std::shared_ptr<const Config> first = MustParse(text);
-  ASSERT_TRUE(first->routes.Match("1900")->load->calls.TryAcquire(2));
-  absl::StatusOr<std::shared_ptr<const Config>> second =
-      ParseConfig(text, "b2bua.yaml", first.get());
-  ASSERT_TRUE(second.ok());
-  EXPECT_EQ((*second)->routes.Match("1900")->load.get(), first->routes.Match("1900")->load.get());
-  EXPECT_EQ((*second)->routes.Match("1900")->load->calls.active(), 1u);
-  // Without the previous config, a fresh count.
-  EXPECT_EQ(MustParse(text)->routes.Match("1900")->load->calls.active(), 0u);
-}
 
 }  // namespace
 }  // namespace b2bua
@@ -1089,7 +978,7 @@ TEST(RouteTableTest, ReloadCarriesRouteLoadOver) {
 namespace b2bua {
 namespace {
 
-TEST(RouteTableTest, OverflowToNamesAnotherRoute) {
+TEST(ConfigTest, OverflowToNamesAnotherRoute) {
   std::shared_ptr<const Config> c = MustParse(
       "routes:\n  - prefix: '1900'\n    next_hops: ['sip:192.0.2.4']\n    max_calls: 2\n"
       "    overflow_to: '1'\n"
