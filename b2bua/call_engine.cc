@@ -6,7 +6,9 @@
 namespace b2bua {
 
 CallEngine::CallEngine(const ShardContext& context, std::shared_ptr<const Config> config)
-    : context_(context), config_(std::move(config)), tokens_(context.shard_index) {
+    : context_(context),
+      config_(std::move(config)),
+      tokens_(context.shard_index, context.token_seed) {
   const std::string ip = context_.advertised_ip.empty() ? context_.local_address.IpString()
                                                        : context_.advertised_ip;
   local_host_port_ = ip.find(':') != std::string::npos

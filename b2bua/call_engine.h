@@ -107,6 +107,8 @@ struct ShardContext {
   std::string instance_id;
   uint64_t boot_epoch = 0;
   std::string front;
+  /// Mixed into every Call-ID, tag and branch (TokenSource); drawn at process start.
+  uint64_t token_seed = 0;
 };
 
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -196,6 +197,10 @@ int main(int argc, char** argv) {
   }
   if (options.shards == 0) options.shards = std::max(1u, std::thread::hardware_concurrency());
   options.boot_epoch = static_cast<uint64_t>(std::time(nullptr));
+  {
+    std::random_device random;
+    options.token_seed = (static_cast<uint64_t>(random()) << 32) ^ random();
+  }
 
   StderrCallRecords call_records;
   if (absl::GetFlag(FLAGS_call_records) && log_level >= 2) options.call_records = &call_records;

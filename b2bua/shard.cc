@@ -128,6 +128,7 @@ class Shard final : public proto::DatagramHandler,
     context.resolver = resolver_.get();
     context.call_limits = group_.call_limits_.get();
     context.redirect_share = this;
+    context.token_seed = group_.options_.token_seed;
     if (tls_) {
       context.tls_port = tls_->local_address().port();
       context.tls_names = this;

@@ -52,6 +52,8 @@ struct ShardGroupOptions {
   /// When this process started (Unix seconds): part of every cluster dialog key, so keys
   /// stay unique across restarts of one instance.
   uint64_t boot_epoch = 0;
+  /// Random, drawn at start: mixed into every Call-ID, tag and branch.
+  uint64_t token_seed = 0;
 };
 
 class Shard;

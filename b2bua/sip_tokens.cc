@@ -28,10 +28,11 @@ uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count) {
 }
 
 std::string TokenSource::Token(char kind) {
-  // Shard index first, so a token also names its owner; the counter makes it unique, and
-  // the multiplier spreads consecutive counters over the digits.
+  // Shard index first, so a token also names its owner; the counter makes it unique, the
+  // multiplier spreads consecutive counters over the digits, and the seed (xor keeps it a
+  // one-to-one map) sets this process apart from the others.
   return proto::StrCat(kind, proto::Hex{shard_index_},
-                       proto::Hex{++counter_ * 2654435761ull});
+                       proto::Hex{(++counter_ * 2654435761ull) ^ seed_});
 }
 
 std::string TokenSource::Branch(char kind) {

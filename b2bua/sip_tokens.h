@@ -14,7 +14,9 @@ namespace b2bua {
 uint32_t ShardForCallId(std::string_view call_id, uint32_t shard_count);
 
 /// The Call-IDs, tags and branches one shard writes. Each names the shard and carries a
-/// counter, so none repeats within the process; B-leg Call-IDs start with the shard
+/// counter, so none repeats within the process, mixed with a seed drawn when the process
+/// starts, so that the instances of a cluster, and one instance before and after a restart,
+/// do not write the same ones (RFC 3261 8.1.1.4: Call-IDs unique in space and time); B-leg Call-IDs start with the shard
 /// (ShardForCallId), and every branch starts with the same prefix, which is how the B2BUA
 /// recognises its own Via on a request that came back (a loop). Owning shard only.
 class TokenSource {
@@ -23,7 +25,8 @@ class TokenSource {
   static constexpr std::string_view kBranchPrefix = "z9hG4bKb2b";
   static_assert(kBranchPrefix.starts_with(proto::kBranchMagicCookie));
 
-  explicit TokenSource(uint32_t shard_index) : shard_index_(shard_index) {}
+  explicit TokenSource(uint32_t shard_index, uint64_t seed = 0)
+      : shard_index_(shard_index), seed_(seed) {}
 
   /// A tag or other unique word: `kind`, the shard, a counter ("f1a2c9e3...").
   std::string Token(char kind);
@@ -37,6 +40,7 @@ class TokenSource {
 
  private:
   const uint32_t shard_index_;
+  const uint64_t seed_;
   uint64_t counter_ = 0;
 };
 
