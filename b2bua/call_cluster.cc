@@ -33,9 +33,12 @@ std::string CallEngine::DialogKeyOf(const Call& call) const {
 
 const std::string& CallEngine::ContactFor(const Call& call, proto::TransportKind transport) {
   if (!clustered()) return ContactFor(transport);
-  cluster_contact_ =
-      StrCat("<sip:", kRoutingTokenPrefix, DialogKeyOf(call), "@", context_.front, ">");
-  return cluster_contact_;
+  // The set-up sends it several times (INVITE, provisional and final answers): built once.
+  std::string* contact = call.setup_state != nullptr ? &call.setup_state->cluster_contact
+                                                     : &cluster_contact_;
+  if (contact->empty() || contact == &cluster_contact_)
+    *contact = StrCat("<sip:", kRoutingTokenPrefix, DialogKeyOf(call), "@", context_.front, ">");
+  return *contact;
 }
 
 DialogRecord CallEngine::RecordOf(const Call& call) const {

@@ -159,6 +159,7 @@ struct CallSetup {
   Reliable2xxSchedule a_2xx_schedule;
 
   std::string b_to;           // the caller's To value (no tag): the attempts' To
+  std::string cluster_contact;  // cluster mode: both legs' Contact, built once per set-up
   std::string b_answer_body;  // a 2xx answer that the caller's ACK may complete
 
   // The route's next hops, tried in turn for the original Request-URI.

@@ -14,16 +14,43 @@ constexpr std::string_view kVersion = "b2bua-dialog-1";
 constexpr size_t kMaxField = 64 * 1024;
 constexpr size_t kMaxRoutes = 64;
 
+// Appends in place: one allocation per record (Reserve), none per field.
 class Writer {
  public:
-  void Field(std::string_view value) { proto::StrAppend(&out_, value.size(), ":", value); }
-  void Number(uint64_t value) { Field(proto::StrCat(value)); }
-  void Signed(int64_t value) { Field(proto::StrCat(value)); }
+  void Reserve(size_t bytes) { out_.reserve(bytes); }
+  void Field(std::string_view value) {
+    AppendNumber(value.size());
+    out_ += ':';
+    out_.append(value);
+  }
+  void Number(uint64_t value) { Integer(value); }
+  void Signed(int64_t value) { Integer(value); }
   std::string Take() { return std::move(out_); }
 
  private:
+  template <typename T>
+  void Integer(T value) {
+    char digits[24];
+    const auto [end, error] = std::to_chars(digits, digits + sizeof(digits), value);
+    const size_t length = static_cast<size_t>(end - digits);
+    AppendNumber(length);
+    out_ += ':';
+    out_.append(digits, length);
+  }
+  void AppendNumber(size_t value) {
+    char digits[24];
+    const auto [end, error] = std::to_chars(digits, digits + sizeof(digits), value);
+    out_.append(digits, static_cast<size_t>(end - digits));
+  }
   std::string out_;
 };
+
+size_t LegBytes(const Dialog& leg) {
+  size_t bytes = leg.call_id.size() + leg.local_party.size() + leg.remote_party.size() +
+                 leg.remote_target.size() + 160;
+  for (const std::string& route : leg.route_set) bytes += route.size() + 8;
+  return bytes;
+}
 
 class Reader {
  public:
@@ -108,6 +135,8 @@ bool IsKeyChar(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
 
 std::string EncodeDialogRecord(const DialogRecord& record) {
   Writer w;
+  w.Reserve(kVersion.size() + record.key.size() + record.owner.size() + LegBytes(record.caller) +
+            LegBytes(record.callee) + 96);
   w.Field(kVersion);
   w.Field(record.key);
   w.Field(record.owner);

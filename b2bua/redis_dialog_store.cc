@@ -128,7 +128,7 @@ class RedisDialogStore::Impl : public std::enable_shared_from_this<Impl> {
   // redisAsyncFree) is made while a shared_ptr to the Link is held on the stack or in the
   // calling handler: the Link outlives whatever hiredis does with it.
   struct Link : std::enable_shared_from_this<Link> {
-    Link(Impl* owner, asio::io_context& io) : impl(owner), descriptor(io) {}
+    Link(Impl* owner, asio::io_context& io) : impl(owner), descriptor(io), batch(io) {}
     ~Link() {
       // The fd is hiredis's, never Asio's to close.
       if (descriptor.is_open()) descriptor.release();
@@ -139,6 +139,8 @@ class RedisDialogStore::Impl : public std::enable_shared_from_this<Impl> {
     Impl* const impl;
     redisAsyncContext* context = nullptr;  // null once hiredis has freed it
     asio::posix::stream_descriptor descriptor;
+    asio::steady_timer batch;  // write_batch_window: when the buffered commands go out
+    bool batch_armed = false;
     std::deque<Pending> pending;
     bool want_read = false;   // hiredis's addRead/delRead
     bool want_write = false;  // hiredis's addWrite/delWrite
@@ -172,6 +174,9 @@ class RedisDialogStore::Impl : public std::enable_shared_from_this<Impl> {
   void Teardown(RedisFailure reason, std::string why);
   void ArmRead(Link& link);
   void ArmWrite(Link& link);
+  // write_batch_window: the buffered commands go out when it ends, or now.
+  void ArmBatch(Link& link);
+  void FlushNow(Link& link);
   void ArmWatchdog(SteadyClock::time_point deadline);
   void OnWatchdog();
   // Writes one command; false when hiredis refused it. Takes `*adopt` only on success.
@@ -312,7 +317,31 @@ void RedisDialogStore::Impl::OnDelRead(void* data) { static_cast<Link*>(data)->w
 void RedisDialogStore::Impl::OnAddWrite(void* data) {
   Link& link = *static_cast<Link*>(data);
   link.want_write = true;
-  link.impl->ArmWrite(link);
+  // The connect completes on the first write event; once connected, commands wait for
+  // the batch window unless an adoption asks for them now (FlushNow()).
+  if (link.connected && link.impl->settings_.write_batch_window > proto::Duration::zero())
+    link.impl->ArmBatch(link);
+  else
+    link.impl->ArmWrite(link);
+}
+
+void RedisDialogStore::Impl::ArmBatch(Link& link) {
+  if (link.batch_armed || link.write_armed || link.gone) return;
+  link.batch_armed = true;
+  link.batch.expires_after(settings_.write_batch_window);
+  link.batch.async_wait([weak = weak_from_this(),
+                         keep = link.shared_from_this()](const boost::system::error_code& ec) {
+    keep->batch_armed = false;
+    if (ec == asio::error::operation_aborted || keep->gone) return;
+    std::shared_ptr<Impl> self = weak.lock();
+    if (self == nullptr || self->shut_down_) return;
+    self->ArmWrite(*keep);
+  });
+}
+
+void RedisDialogStore::Impl::FlushNow(Link& link) {
+  if (link.batch_armed) link.batch.cancel();  // its handler finds write_armed and stops
+  ArmWrite(link);
 }
 
 void RedisDialogStore::Impl::OnDelWrite(void* data) {
@@ -393,6 +422,7 @@ void RedisDialogStore::Impl::OnLinkGone(Link& link) {
   link.gone = true;
   link.want_read = false;
   link.want_write = false;
+  link.batch.cancel();
   // release(), not close(): hiredis closes the fd itself, right after this hook. Pending
   // waits end with operation_aborted and see `gone`.
   link.descriptor.release();
@@ -528,7 +558,10 @@ void RedisDialogStore::Impl::Adopt(std::string_view key, std::string_view self, 
             &request)) {
     Fail(RedisFailure::kError);
     Complete(std::move(request->done), AdoptOutcome::kUnavailable, std::nullopt);
+    return;
   }
+  // A request waits for this answer: no batch window.
+  if (link_ != nullptr) FlushNow(*link_);
 }
 
 void RedisDialogStore::Impl::OnReply(Link& link, const redisReply* reply) {

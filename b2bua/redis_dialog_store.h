@@ -42,6 +42,11 @@ struct RedisStoreSettings {
   /// reconnect_max, back to reconnect_min once a new connection has answered a command.
   proto::Duration reconnect_min = std::chrono::milliseconds(100);
   proto::Duration reconnect_max = std::chrono::seconds(5);
+  /// Saves and removes wait this long before they are written, so that the commands of
+  /// many calls go in one write and their replies come back in one wake-up of the shard
+  /// (each wake-up costs more than the command). An adoption is written at once, with
+  /// whatever waits. 0: every command at once.
+  proto::Duration write_batch_window = std::chrono::milliseconds(5);
 };
 
 /// Why a store command failed; indexes RedisStoreStats::failures. The shard mirrors them

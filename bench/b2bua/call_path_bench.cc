@@ -16,14 +16,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "b2bua/call_engine.h"
 #include "b2bua/config.h"
+#include "b2bua/dialog_record.h"
+#include "b2bua/dialog_store.h"
 #include "b2bua/log.h"
 #include "b2bua/shard_counters.h"
 #include "benchmark/benchmark.h"
@@ -104,17 +108,42 @@ class Outbox final : public proto::MessageSink {
   std::vector<Message> messages;
 };
 
+// The cluster's dialog store up to its socket: each write encodes the record as the Redis
+// store does; what hiredis and the kernel add is in the sipp figures (bench/README.md).
+class EncodingStore final : public DialogStore, public WallClock {
+ public:
+  void Save(const DialogRecord& record, proto::Duration) override {
+    bytes_ += EncodeDialogRecord(record).size();
+  }
+  void Remove(std::string_view key) override { bytes_ += key.size(); }
+  void Adopt(std::string_view, std::string_view, proto::Duration,
+             std::function<void(AdoptOutcome, std::optional<DialogRecord>)> done) override {
+    done(AdoptOutcome::kUnavailable, std::nullopt);
+  }
+  bool connected() const override { return true; }
+  int64_t NowUnixMs() const override { return 1'800'000'000'000; }
+  size_t bytes_ = 0;
+};
+
 // One shard's engine and transaction layer, and the two peers: a caller on 5061 and a
-// callee (or a redirector then a callee) on 5070/5071.
+// callee (or a redirector then a callee) on 5070/5071. `clustered`: confirmed calls are
+// written to a dialog store (cluster mode).
 class CallPath {
  public:
-  explicit CallPath(std::string_view yaml) : wheel_(clock_, 10ms) {
+  explicit CallPath(std::string_view yaml, bool clustered = false) : wheel_(clock_, 10ms) {
     config_ = *ParseConfig(yaml, "bench.yaml");
     ShardContext context;
     context.clock = &clock_;
     context.timers = &wheel_;
     context.sink = &outbox_;
     context.counters = &counters_;
+    if (clustered) {
+      context.dialog_store = &store_;
+      context.wall_clock = &store_;
+      context.instance_id = "1";
+      context.boot_epoch = 0x6b17;
+      context.front = "127.0.0.1:5060";
+    }
     proto::NetAddress::ParseIp("127.0.0.1", 5060, &context.local_address);
     engine_ = std::make_unique<CallEngine>(context, config_);
     proto::TransactionConfig txn;
@@ -232,6 +261,7 @@ class CallPath {
   proto::TimerWheel wheel_;
   Outbox outbox_;
   ShardCounters counters_;
+  EncodingStore store_;
   std::shared_ptr<const Config> config_;
   std::unique_ptr<CallEngine> engine_;
   std::unique_ptr<proto::TransactionLayer> layer_;
@@ -253,15 +283,17 @@ routes:
     next_hops: ["sip:127.0.0.1:5070"]
 )yaml";
 
-/** Measure one whole call through the engine and transaction layer, basic (0) or redirected
-    once by a 302 (1); counts heap allocations per call. */
+/** Measure one whole call through the engine and transaction layer, basic (0), redirected
+    once by a 302 (1), or basic in cluster mode, written to and removed from the dialog
+    store (2); counts heap allocations per call. */
 void BM_WholeCall(benchmark::State& state) {
   SetLogLevel(LogLevel::kError);
   const bool redirected = state.range(0) == 1;
+  const bool clustered = state.range(0) == 2;
   // The timers of 400 calls are run together, as on a shard carrying 400 calls in the
   // 40 s their transactions live: the wheel's ticks are shared, not paid per call.
   constexpr uint64_t kCallsPerSettle = 400;
-  CallPath path(kConfig);
+  CallPath path(kConfig, clustered);
   uint64_t n = 0;
   for (uint64_t i = 0; i < kCallsPerSettle; ++i) path.Call(n++, redirected);  // warm up
   path.Settle();
@@ -279,7 +311,7 @@ void BM_WholeCall(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(allocations) / state.iterations());
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
-BENCHMARK(BM_WholeCall)->Arg(0)->Arg(1)->UseManualTime();
+BENCHMARK(BM_WholeCall)->Arg(0)->Arg(1)->Arg(2)->UseManualTime();
 
 }  // namespace
 }  // namespace b2bua
