@@ -76,6 +76,9 @@ void CallEngine::Replicate(Call& call) {
 
 bool CallEngine::TryAdopt(TransactionId id, const SipMessage& request, const Peer& source) {
   if (!clustered() || request.method() == Method::kAck) return false;
+  // Only the front (a trusted source) may make this instance take a call over: a token is
+  // no secret, and anyone else could pull live calls away from their owner.
+  if (!config_->access.IsTrusted(source.address)) return false;
   const std::string_view key = KeyFromRoutingToken(request.request_uri().user);
   if (key.empty()) return false;
   if (held_requests_ >= kMaxHeldRequests) {

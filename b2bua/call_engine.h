@@ -308,8 +308,9 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void Replicate(Call& call);
   DialogRecord RecordOf(const Call& call) const;
   proto::Duration DialogTtl(const Call& call) const;
-  /// An in-dialog request for a call this shard does not hold: when its routing token names
-  /// a dialog, take it over from the store and handle the request then. False: not ours.
+  /// An in-dialog request for a call this shard does not hold: when it comes from a trusted
+  /// source (the front) and its routing token names a dialog, take the call over from the
+  /// store and handle the request then. False: not ours.
   bool TryAdopt(proto::TransactionId id, const proto::SipMessage& request,
                 const proto::Peer& source);
   void OnAdopted(const std::string& key, AdoptOutcome outcome,

@@ -248,6 +248,23 @@ TEST_F(ClusterTest, UnknownDialogGets481AndAnUnreachableStore503) {
   EXPECT_EQ(store_.adoptions, adoptions);
 }
 
+TEST_F(ClusterTest, OnlyATrustedSourceCanMakeAnInstanceTakeACallOver) {
+  // Only 127.0.0.9 (the front) is trusted; the caller at 127.0.0.1 may call through the
+  // default route.
+  constexpr std::string_view kYaml =
+      "access: {trusted: [127.0.0.9/32], callers: [127.0.0.0/8]}\n"
+      "routes:\n  - prefix: ''\n    next_hops: ['sip:127.0.0.1:5070']\n";
+  std::optional<Sent> invite = EstablishOnFirstInstance(kYaml);
+  ASSERT_TRUE(invite);
+  Crash();
+  ASSERT_NO_FATAL_FAILURE(StartInstance("2", 0x60, kYaml));
+  // The caller at 127.0.0.1 is not the front: its token opens nothing.
+  Deliver(caller_.Bye(), caller_.peer());
+  EXPECT_EQ(store_.adoptions, 0);
+  EXPECT_THAT(Statuses(ResponsesTo(TakeSent(), kCallerPort)), ElementsAre(481));
+  EXPECT_EQ(store_.records.begin()->second.owner, "1") << "the call stays its owner's";
+}
+
 TEST_F(ClusterTest, TakenOverCallKeepsItsDeadline) {
   std::optional<Sent> invite = EstablishOnFirstInstance("limits: {max_call_duration: 60s}\n");
   ASSERT_TRUE(invite);
