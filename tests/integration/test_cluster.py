@@ -586,18 +586,24 @@ class InstanceKilledTest(ClusterTestCase):
         # A call that waits longer than this for a message fails (and its SIPp moves on).
         recv_timeout = ["-recv_timeout", str(HALF_HOLD_MS + 4000)]
         callee = self.h.start_callee(callee_scenario, calls=FIRST_CALLS + LATE_CALLS,
-                                     keys=callee_keys, duration_ms=HALF_HOLD_MS, timeout=60,
+                                     keys=callee_keys, duration_ms=HALF_HOLD_MS, timeout=2 * HALF_HOLD_MS // 1000 + 48,
                                      extra=recv_timeout, name="callee-main")
         gap_callee = self.h.start_callee(callee_scenario, keys=callee_keys,
-                                         duration_ms=HALF_HOLD_MS, timeout=60,
+                                         duration_ms=HALF_HOLD_MS, timeout=2 * HALF_HOLD_MS // 1000 + 48,
                                          extra=recv_timeout, name="callee-gap")
         self.start_cluster({"1": callee.port, "2": gap_callee.port})
+
+        # sipp caps the calls it keeps open by the pause it knows (-d); when the callee
+        # ends the calls that cap is near zero and sipp falls behind its rate: set it.
+        open_calls = ["-l", str(RATE * (2 * HALF_HOLD_MS // 1000 + 10))]
+        # Long enough for the last call placed, its hold and the BYE's answer.
+        caller_timeout = 2 * HALF_HOLD_MS // 1000 + 33
 
         def caller(name, service, calls):
             return self.h.start_caller(caller_scenario, calls=calls, rate=RATE,
                                        remote=self.front(), service=service,
-                                       duration_ms=caller_d_ms, timeout=45,
-                                       extra=recv_timeout, name=name)
+                                       duration_ms=caller_d_ms, timeout=caller_timeout,
+                                       extra=recv_timeout + open_calls, name=name)
 
         t0 = time.monotonic()
 
