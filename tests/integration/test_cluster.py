@@ -10,11 +10,10 @@ SIPp callees, with the calls kept in a Redis, every piece a real process on loop
     free at run time.
 
 An instance dies (test_instance_killed_*): 20 new calls a second throughout, each held
-12 s: the callee re-INVITEs 6 s after its answer and the call ends 6 s later (the issue
-asks for calls held 20 s and a kill at 10 s; 12 s and 6 s keep every criterion and halve
-the run). Instance "2" gets kill -9 at 6 s and is started again at 10 s. Calls placed in
-the first 4.5 s, each up at least 1 s before the kill (checked), and calls placed from
-8 s (2 s after the kill) to 12 s must all complete. Calls placed from 4.5 s to 8 s keep
+20 s: the callee re-INVITEs 10 s after its answer and the call ends 10 s later. Instance
+"2" gets kill -9 at 10 s and is started again at 14 s. Calls placed in the first 8.5 s,
+each up at least 1 s before the kill (checked), and calls placed from 12 s (2 s after the
+kill) to 16 s must all complete. Calls placed from 8.5 s to 12 s keep
 the load going: those up 1 s before the kill must complete too, the others may fail (one
 in set-up on the dying instance does) and are reported. The caller hangs up in one test
 and the callee in the other. From the SIPp message traces (both legs of a call joined by
@@ -78,13 +77,13 @@ SHARDS = 2
 
 # The timeline of the kill tests, in seconds from the start of the first caller.
 RATE = 20                 # new calls a second, throughout
-HALF_HOLD_MS = 6000       # answer -> callee re-INVITE -> hang-up: a call lasts 12 s
-FIRST_CALLS = 90          # placed in [0, 4.5): must all complete
-GAP_CALLS = 70            # placed in [4.5, 8): may fail (set-up on the dead instance)
-KILL_AT = 6.0
-LATE_START = KILL_AT + 2  # placed in [8, 12): must all complete
+HALF_HOLD_MS = 10000      # answer -> callee re-INVITE -> hang-up: a call lasts 20 s
+FIRST_CALLS = 170         # placed in [0, 8.5): must all complete
+GAP_CALLS = 70            # placed in [8.5, 12): may fail (set-up on the dead instance)
+KILL_AT = 10.0
+LATE_START = KILL_AT + 2  # placed in [12, 16): must all complete
 LATE_CALLS = 80
-RESTART_AT = 10.0
+RESTART_AT = 14.0
 
 # A request the front sends to a dead instance is given up after 1 s (IN_DIALOG_FR_TIMER
 # of kamailio-front.cfg): answered in less, a request did not need the failover.
