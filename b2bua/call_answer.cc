@@ -129,12 +129,11 @@ void CallEngine::OnAttemptResponse(Call& call, size_t slot, const SipMessage& re
   }
   // The transaction layer ACKs this final and absorbs its retransmissions.
   const bool was_calling = attempt.state == Attempt::State::kCalling;
-  EndAttempt(call, attempt);
+  EndAttempt(attempt);
   if (!was_calling) {
     // A cancelled attempt's 487 (or a final that crossed our CANCEL): once the last one is
     // in, a call the caller gave up on ends.
-    if (call.cancelled && !setup.AttemptsOut() && call.state != Call::State::kEnding)
-      FinishSearch(call);
+    FinishIfGivenUp(call);
     return;
   }
   if (status < 400 && !call.cancelled) {
@@ -167,13 +166,12 @@ void CallEngine::OnAttempt2xx(Call& call, size_t slot, const SipMessage& respons
       call.state == Call::State::kConfirmed) {
     // An attempt that lost the race, that we gave up on, or that answered after CANCEL:
     // ACK it and release it with BYE.
-    EndAttempt(call, attempt);
+    EndAttempt(attempt);
     ReleaseStray2xx(&call, response);
-    if (call.cancelled && !setup.AttemptsOut() && call.state != Call::State::kEnding)
-      FinishSearch(call);
+    FinishIfGivenUp(call);
     return;
   }
-  EndAttempt(call, attempt);
+  EndAttempt(attempt);
   const SearchStep step = setup.search.OnAnswered(attempt.target, response.status_code());
   // RFC 3326: the other branches learn why they are cancelled, so no phone logs a
   // missed call.
@@ -266,7 +264,7 @@ void CallEngine::OnAttemptFailure(Call& call, size_t slot, int status, std::stri
                                      IdentityFrom(call.config->access, setup.attempts[slot].peer));
   }
   if (call.cancelled) {
-    if (!setup.AttemptsOut() && call.state != Call::State::kEnding) FinishSearch(call);
+    FinishIfGivenUp(call);
     return;
   }
   if ((response == nullptr || status == 503) && !setup.attempts[slot].spare_addresses.empty()) {
@@ -279,7 +277,7 @@ void CallEngine::OnAttemptFailure(Call& call, size_t slot, int status, std::stri
                                                   kAttemptTimeout + static_cast<uint32_t>(slot),
                                                   call.cookie);
     if (SendBLegInvite(call, slot, next)) return;
-    EndAttempt(call, setup.attempts[slot]);
+    EndAttempt(setup.attempts[slot]);
   }
   if (call.in_redirect && !next_hop) {
     const bool timeout = response == nullptr;

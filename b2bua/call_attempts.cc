@@ -249,7 +249,7 @@ CallEngine::Launch CallEngine::LaunchTarget(Call& call, size_t slot, PolicyDecis
                                               kAttemptTimeout + static_cast<uint32_t>(slot),
                                               call.cookie);
   if (SendAttempt(call, slot, destination_uri, transport)) return Launch::kStarted;
-  EndAttempt(call, call.setup().attempts[slot]);
+  EndAttempt(call.setup().attempts[slot]);
   return Launch::kFailed;
 }
 
@@ -331,7 +331,7 @@ void CallEngine::OnResolved(uint64_t cookie, size_t slot, uint64_t generation,
   }
   if (sent) return;
   Attempt& attempt = setup.attempts[slot];
-  EndAttempt(call, attempt);
+  EndAttempt(attempt);
   if (next_hop) {
     if (!StartNextHop(call)) FinishSearch(call);
     return;
@@ -365,11 +365,16 @@ bool CallEngine::HopResting(const Peer& destination) const {
   return hop_health_.Skip(destination.address, context_.clock->Now());
 }
 
-void CallEngine::EndAttempt(Call& call, Attempt& attempt) {
+void CallEngine::EndAttempt(Attempt& attempt) {
   context_.timers->Cancel(&attempt.timeout);
   if (attempt.state != Attempt::State::kDone) attempt.ended = context_.clock->Now();
   attempt.state = Attempt::State::kDone;
-  (void)call;
+}
+
+void CallEngine::FinishIfGivenUp(Call& call) {
+  if (call.cancelled && call.state != Call::State::kEnding &&
+      (call.setup_state == nullptr || !call.setup_state->AttemptsOut()))
+    FinishSearch(call);
 }
 
 bool CallEngine::CancelAttempt(Call& call, Attempt& attempt, std::string_view reason) {

@@ -339,13 +339,12 @@ void CallEngine::OnClientFailure(TransactionId id, uint64_t cookie, proto::Clien
     if (Attempt* attempt = call.setup_state->FindAttempt(id)) {
       // The transaction is gone: nothing is left for a CANCEL to reach.
       const bool was_calling = attempt->state == Attempt::State::kCalling;
-      EndAttempt(call, *attempt);
+      EndAttempt(*attempt);
       if (was_calling) {
         OnAttemptFailure(call, static_cast<size_t>(attempt - call.setup_state->attempts.data()),
                          408, "Request Timeout", nullptr);
-      } else if (call.cancelled && !call.setup_state->AttemptsOut() &&
-                 call.state != Call::State::kEnding) {
-        FinishSearch(call);
+      } else {
+        FinishIfGivenUp(call);
       }
       return;
     }

@@ -263,8 +263,10 @@ class CallEngine final : public proto::TransactionUser, public proto::TimerHandl
   void EndCall(Call& call, CallOutcome outcome);
   /// Frees what only the call set-up needed, once the caller has ACKed the 2xx.
   void ReleaseSetupState(Call& call);
-  /// Attempt `slot` has its final answer (or none will come): its timer stops.
-  void EndAttempt(Call& call, Attempt& attempt);
+  /// `attempt` has its final answer (or none will come): its timer stops.
+  void EndAttempt(Attempt& attempt);
+  /// A call the caller gave up on ends once none of its attempts waits for a final answer.
+  void FinishIfGivenUp(Call& call);
   void WriteCallRecord(const Call& call, CallOutcome outcome);
   /// The redirect search as the call record lists it: Request-URI, depth, loops, hops.
   static std::string RedirectRecord(const CallSetup& setup, proto::TimePoint call_started);

@@ -24,7 +24,7 @@ void CallEngine::ResumeRedirect(uint64_t call_cookie, PolicyDecision decision) {
   const Launch launch = LaunchTarget(call, slot, decision);
   if (launch == Launch::kStarted) return;
   Attempt& attempt = call.setup().attempts[slot];
-  EndAttempt(call, attempt);
+  EndAttempt(attempt);
   RunSearch(call,
             call.setup().search.OnNotSent(
                 attempt.target,

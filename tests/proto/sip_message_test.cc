@@ -19,6 +19,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/proto/sip_test_messages.h"
 #include "proto/sip_parser.h"
 #include "proto/sip_uri.h"
 #include "tests/proto/sip_message_diff.h"
@@ -30,43 +31,11 @@
 namespace b2bua::proto {
 namespace {
 
+using test::Request;
+using test::Response;
+
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
-
-// A well-formed request; `headers` are complete "Name: value\r\n" lines inserted before
-// Content-Length.
-std::string Request(std::string_view method, std::string_view headers = "",
-                    std::string_view body = "") {
-  std::string m;
-  m += method;
-  m += " sip:bob@biloxi.example.com SIP/2.0\r\n";
-  m += "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n";
-  m += "Max-Forwards: 70\r\n";
-  m += "To: Bob <sip:bob@biloxi.example.com>\r\n";
-  m += "From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n";
-  m += "Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n";
-  m += "CSeq: 314159 ";
-  m += method;
-  m += "\r\n";
-  m += headers;
-  m += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-  m += body;
-  return m;
-}
-
-// A response; `headers` go before Content-Length.
-std::string Response(std::string_view status_line, std::string_view headers = "") {
-  std::string m(status_line);
-  m += "\r\n";
-  m += "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n";
-  m += "To: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf\r\n";
-  m += "From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n";
-  m += "Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n";
-  m += "CSeq: 314159 INVITE\r\n";
-  m += headers;
-  m += "Content-Length: 0\r\n\r\n";
-  return m;
-}
 
 constexpr std::string_view kSdp =
     "v=0\r\n"
